@@ -1,0 +1,1 @@
+"""The FastAPI app: Twilio webhooks and media streams, health."""

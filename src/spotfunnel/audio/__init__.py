@@ -1,0 +1,1 @@
+"""Audio primitives: frames, G.711 codecs, streaming resampling, WAV I/O."""

@@ -1,0 +1,1 @@
+"""One call lifecycle, the simulated caller, scenarios and eval."""

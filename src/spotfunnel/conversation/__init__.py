@@ -1,0 +1,1 @@
+"""Layer 2: agents as data, objectives, extractors, the policy."""

@@ -1,0 +1,1 @@
+"""Providers: one module per vendor or engine, each implementing a small protocol."""

@@ -1,0 +1,1 @@
+"""Resilience: circuit breaker, fallback chain, retry with backoff and jitter."""
