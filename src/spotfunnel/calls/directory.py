@@ -1,0 +1,53 @@
+"""Which setup a new call gets: tenants by the number dialled or a parameter, or a prepared test setup."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from spotfunnel.calls.call import CallRecord, CallSetup, CallSetupError
+from spotfunnel.conversation.agent import AgentConfig, AgentConfigError, list_tenants, load_agent
+from spotfunnel.transports.base import CallStarted
+
+
+@dataclass
+class CallDirectory:
+    """Resolves a starting call to its CallSetup. `prepare` registers a one-off setup (eval, tests)."""
+
+    default_setup: Callable[[AgentConfig], CallSetup]
+    prepared: dict[str, tuple[CallSetup, CallRecord]] = field(default_factory=dict)
+    _agents: dict[str, AgentConfig] = field(default_factory=dict)
+
+    def prepare(self, key: str, setup: CallSetup, record: CallRecord) -> None:
+        self.prepared[key] = (setup, record)
+
+    def record_for(self, started: CallStarted) -> CallRecord | None:
+        entry = self.prepared.get(started.params.get("setup", ""))
+        return entry[1] if entry else None
+
+    def resolve(self, started: CallStarted) -> CallSetup:
+        key = started.params.get("setup")
+        if key:
+            if key not in self.prepared:
+                raise CallSetupError(f"no prepared call setup {key!r}")
+            return self.prepared.pop(key)[0]
+        return self.default_setup(self.agent_for(started))
+
+    def agent_for(self, started: CallStarted) -> AgentConfig:
+        tenant = started.tenant_id or self._tenant_by_number(started.called)
+        if not tenant:
+            raise CallSetupError(f"no tenant answers {started.called or 'this number'}; known: {list_tenants()}")
+        if tenant not in self._agents:
+            try:
+                self._agents[tenant] = load_agent(tenant)
+            except AgentConfigError as exc:
+                raise CallSetupError(str(exc)) from exc
+        return self._agents[tenant]
+
+    def _tenant_by_number(self, called: str) -> str | None:
+        digits = "".join(c for c in called if c.isdigit())
+        for tenant in list_tenants():
+            agent = self._agents.get(tenant) or load_agent(tenant)
+            self._agents[tenant] = agent
+            if digits and "".join(c for c in agent.profile.phone if c.isdigit()).endswith(digits[-10:]):
+                return tenant
+        return None

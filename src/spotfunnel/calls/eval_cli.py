@@ -1,0 +1,92 @@
+"""The eval command's driver: loads scenarios, starts what the transport needs, prints the report."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import IO, Any, AsyncIterator
+
+from rich.console import Console
+
+from spotfunnel.calls.eval import Evaluator, ScenarioResult, latency_summary, run_all
+from spotfunnel.calls.scenario import Scenario, ScenarioError, find_scenarios, load_scenario
+from spotfunnel.calls.services import CallServices, embedded_services, fixed_phrases, warm_up
+from spotfunnel.conversation.agent import AgentConfigError, load_agent
+
+
+def load_all(paths: list[Path]) -> list[Scenario]:
+    scenarios = [load_scenario(p) for p in find_scenarios(paths)]
+    if not scenarios:
+        raise ScenarioError(f"no *.yaml scenarios under {', '.join(map(str, paths))}")
+    names = [s.name for s in scenarios]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ScenarioError(f"scenario names must be unique; repeated: {', '.join(dupes)}")
+    return scenarios
+
+
+@contextlib.asynccontextmanager
+async def loopback_server(services: CallServices) -> AsyncIterator[tuple[str, Any]]:
+    """The real server app on 127.0.0.1 (random port) in this process, for the twilio transport."""
+    import uvicorn
+
+    from spotfunnel.api.app import create_app
+    from spotfunnel.store.db import Database
+
+    app = create_app(Database("sqlite://"), services=services, run_worker=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"ws://127.0.0.1:{port}", app.state.spotfunnel.directory
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def run_eval(paths: list[Path], *, fast: bool, as_json: bool, concurrency: int, transport: str,
+                   wav_dir: Path | None, out: IO[str], console: Console) -> int:
+    try:
+        scenarios = load_all(paths)
+    except ScenarioError as exc:
+        console.print(f"[red]scenario error[/]\n{exc}", markup=True, highlight=False)
+        return 2
+    if transport not in ("local", "twilio"):
+        console.print(f"[red]unknown transport {transport!r}; use local or twilio[/]")
+        return 2
+    services = embedded_services()
+    phrases: list[str] = []
+    for tenant in sorted({s.tenant for s in scenarios}):
+        with contextlib.suppress(AgentConfigError):
+            phrases += fixed_phrases(load_agent(tenant))
+    await warm_up(services, phrases)
+    if transport == "twilio":
+        async with loopback_server(services) as (url, directory):
+            ev = Evaluator(services, transport, fast, wav_dir, server_url=url, directory=directory)
+            results = await run_all(ev, scenarios, concurrency)
+    else:
+        results = await run_all(Evaluator(services, transport, fast, wav_dir), scenarios, concurrency)
+    _report(results, as_json, out)
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _report(results: list[ScenarioResult], as_json: bool, out: IO[str]) -> None:
+    for r in results:
+        lat = [x for x in r.turn_latency_ms if x is not None]
+        extra = f"  (turn latency ms: {', '.join(str(round(x)) for x in lat)})" if lat else ""
+        print(f"{'PASS' if r.passed else 'FAIL'} {r.name}{extra}", file=out)
+        for f in r.failures:
+            print(f"     - {f}", file=out)
+    passed = sum(r.passed for r in results)
+    summary = latency_summary(results)
+    print(f"{passed}/{len(results)} passed; turn latency p50={summary['p50']} p95={summary['p95']} "
+          f"max={summary['max']} ms", file=out)
+    if as_json:
+        print(json.dumps({"scenarios": len(results), "passed": passed,
+                          "failed": [r.name for r in results if not r.passed], "turn_latency_ms": summary,
+                          "results": [r.as_json() for r in results]}), file=out)

@@ -1,0 +1,87 @@
+"""The `spotfunnel` command: serve, call, eval."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from spotfunnel.observability.logging import configure_logging
+
+app = typer.Typer(add_completion=False, help="SpotFunnel: production phone agents that book appointments.")
+console = Console(stderr=True)
+DEFAULT_DB = "sqlite:///.spotfunnel/spotfunnel.db"
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFAULT_DB, help="database URL"),
+          log_level: str = "info") -> None:
+    """Run the server (Twilio webhook + Media Streams) with the embedded models and the demo tenant."""
+    import uvicorn
+
+    from spotfunnel.api.app import create_app
+    from spotfunnel.store.db import Database
+
+    configure_logging(log_level)
+    _ensure_sqlite_dir(db)
+    console.print(f"[bold]SpotFunnel[/] starting on http://{host}:{port} (loading models, a few seconds)...")
+    console.print("Place a call to the demo salon from another terminal:\n"
+                  f"  .venv/bin/spotfunnel call --server http://{host}:{port} "
+                  "--say \"Hi, I'd like to book a haircut tomorrow at 3 pm.\" --say \"Nina Patel.\" "
+                  "--say \"Yes.\" --say \"Yes, that's right.\" --say \"No, that's all.\"\n"
+                  f"Twilio: point your number's voice webhook at https://<public host>/twilio/voice")
+    uvicorn.run(create_app(Database(db)), host=host, port=port, log_level=log_level)
+
+
+@app.command()
+def call(
+    say: list[str] = typer.Option([], "--say", help="a caller turn as text (synthesized); repeat for each turn"),
+    wav: list[Path] = typer.Option([], "--wav", help="a caller turn as a WAV file; repeat for each turn"),
+    server: Optional[str] = typer.Option(None, help="call a running server (http://host:port) over Twilio Media "
+                                                   "Streams; without it the call runs in process"),
+    tenant: str = "maple-street-salon",
+    caller_id: str = "+14155550166",
+    now: Optional[str] = typer.Option(None, help="freeze the call's clock (ISO time with offset)"),
+    out: Path = typer.Option(Path("call.wav"), help="stereo recording: caller left, agent right"),
+    fast: bool = typer.Option(False, help="run faster than real time (no latency figures)"),
+) -> None:
+    """Place one call to an agent and print the live transcript with per-turn latency."""
+    from spotfunnel.calls.terminal_call import place_call
+
+    if not say and not wav:
+        console.print("[red]Give the caller's turns with --say TEXT or --wav FILE (repeat for each turn).[/]")
+        raise typer.Exit(2)
+    code = asyncio.run(place_call(say=say, wavs=wav, server=server, tenant=tenant, caller_id=caller_id, now=now,
+                                  out=out, fast=fast, console=console))
+    raise typer.Exit(code)
+
+
+@app.command("eval")
+def eval_(
+    paths: list[Path] = typer.Argument(..., help="scenario files or folders"),
+    fast: bool = typer.Option(False, "--fast", help="feed audio as fast as it is processed"),
+    as_json: bool = typer.Option(False, "--json", help="end with one JSON line of results"),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, max=32),
+    transport: str = typer.Option("local", "--transport", help="local | twilio"),
+    wav_dir: Optional[Path] = typer.Option(None, help="save each call as a stereo WAV here"),
+) -> None:
+    """Run call scenarios through the whole voice path and report PASS/FAIL."""
+    from spotfunnel.calls.eval_cli import run_eval
+
+    configure_logging("warning")
+    code = asyncio.run(run_eval(paths, fast=fast, as_json=as_json, concurrency=concurrency, transport=transport,
+                                wav_dir=wav_dir, out=sys.stdout, console=console))
+    raise typer.Exit(code)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,197 @@
+"""The deterministic receptionist policy: routes each caller turn to the flow that owns the open question."""
+from __future__ import annotations
+
+import logging
+import re
+from typing import AsyncIterator
+
+from spotfunnel.clock import Clock
+from spotfunnel.conversation.agent import AgentConfig
+from spotfunnel.conversation.answers import answer_questions
+from spotfunnel.conversation.context import CallContext, NotUnderstood
+from spotfunnel.conversation.extract.intents import QUESTIONS, Intent, detect_intents, yes_or_no
+from spotfunnel.conversation.extract.names import extract_name
+from spotfunnel.conversation.extract.phones import spoken_digits
+from spotfunnel.conversation.extract.services import match_service
+from spotfunnel.conversation.extract.text import FILLERS, fold, is_noise
+from spotfunnel.conversation.flows.booking import BookingFlow
+from spotfunnel.conversation.flows.manage import ManageFlow
+from spotfunnel.conversation.policy import AgentReply, HistoryEntry, Outcome, UserTurn
+from spotfunnel.conversation.state import MANAGE_ASKS, OPEN_ASKS, YES_NO_ASKS, Ask, Task
+from spotfunnel.conversation.tools import Ledger
+from spotfunnel.store.ledger import BookingRecord
+
+log = logging.getLogger(__name__)
+
+# A partial transcript ending in one of these is still going somewhere ("Thursday at ...").
+_UNFINISHED = frozenset(FILLERS | set("and at on for the a an to in of my is it's or with like so but around about by".split()))
+
+
+class ReceptionistPolicy:
+    """Books, moves and cancels appointments and answers questions, from the agent's data alone."""
+
+    def __init__(
+        self, agent: AgentConfig, ledger: Ledger, clock: Clock, caller_id: str, call_id: str, trace_id: str = ""
+    ) -> None:
+        self.ctx = CallContext(agent, ledger, clock, caller_id, call_id, trace_id)
+        self.booking_flow = BookingFlow(self.ctx)
+        self.manage_flow = ManageFlow(self.ctx, self.booking_flow)
+        self.history: list[HistoryEntry] = []
+
+    # ---- the Policy protocol ---------------------------------------------------------------------
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.ctx.state.outcome
+
+    @property
+    def booking(self) -> BookingRecord | None:
+        """The booking this call made, moved or cancelled (for the end-of-call report)."""
+        return self.ctx.state.booking
+
+    @property
+    def ask(self) -> Ask:
+        """The open question: what the caller's next turn should answer."""
+        return self.ctx.state.ask
+
+    def greeting(self) -> AgentReply:
+        return self.ctx.ask(Ask.HELP, self.ctx.say("greeting", business=self.ctx.agent.profile.name))
+
+    def no_input_reply(self) -> AgentReply:
+        """The reprompt after the caller stayed silent for `turn_taking.no_input_ms`."""
+        return AgentReply(text=self.ctx.say("no_input", question=self.ctx.state.question), reprompt=True)
+
+    async def respond(self, turn: UserTurn) -> AsyncIterator[AgentReply]:
+        text = turn.text.strip() or (turn.dtmf or "")
+        self.history.append(HistoryEntry(role="caller", text=turn.text))
+        if self.ctx.state.ask is Ask.ENDED:
+            return
+        if is_noise(text):
+            yield self._misunderstood("not_understood")
+            return
+        intents = detect_intents(text)
+        if Intent.HANDOFF in intents:
+            yield self._transfer("handoff")
+            return
+        try:
+            async for reply in self._route(text, intents):
+                yield reply
+        except NotUnderstood as exc:
+            yield self._misunderstood(exc.phrase)
+            return
+        except Exception:
+            log.exception("tool failed during call %s (trace %s)", self.ctx.call_id, self.ctx.trace_id)
+            yield self._transfer("tool_failed")
+            return
+        self.ctx.state.misunderstandings = 0
+
+    def completes_answer(self, partial_text: str) -> bool:
+        spoken = fold(partial_text)
+        tokens = spoken.split()
+        if not tokens or tokens[-1] in _UNFINISHED or partial_text.rstrip().endswith(","):
+            return False
+        state = self.ctx.state
+        if state.ask in YES_NO_ASKS and yes_or_no(partial_text) is not None:
+            return True
+        if state.ask is Ask.SERVICE:
+            return match_service(partial_text, self.ctx.services) is not None
+        if state.ask in (Ask.WHEN, Ask.PICK_SLOT):
+            return self._completes_when(partial_text)
+        if state.ask in (Ask.NAME, Ask.LAST_NAME):
+            name = extract_name(partial_text)
+            return name is not None and (name.is_full or name.explicit or state.ask is Ask.LAST_NAME)
+        if state.ask in (Ask.PHONE, Ask.LOOKUP_PHONE, Ask.CALLER_ID):
+            return len(spoken_digits(partial_text)) >= 10
+        return False
+
+    def record_heard(self, reply: AgentReply, heard_text: str, interrupted: bool) -> None:
+        if heard_text.strip():
+            self.history.append(
+                HistoryEntry(role="agent", text=heard_text.strip(), interrupted=interrupted, reprompt=reply.reprompt)
+            )
+
+    # ---- routing ---------------------------------------------------------------------------------
+
+    async def _route(self, text: str, intents: set[Intent]) -> AsyncIterator[AgentReply]:
+        ask = self.ctx.state.ask
+        switching = bool(intents & {Intent.CANCEL, Intent.RESCHEDULE}) and ask not in MANAGE_ASKS
+        if ask in OPEN_ASKS or switching:
+            async for reply in self._open_request(text, intents):
+                yield reply
+            return
+        try:
+            flow = self.manage_flow.handle(text) if ask in MANAGE_ASKS else self.booking_flow.handle(text, intents)
+            async for reply in flow:
+                yield reply
+        except NotUnderstood:
+            questions = intents & QUESTIONS
+            if questions:
+                yield self.ctx.ask(ask, self.ctx.state.question, answer_questions(self.ctx, questions, text))
+            elif Intent.GOODBYE in intents and Intent.AFFIRM not in intents:
+                yield self._goodbye()
+            else:
+                raise
+
+    async def _open_request(self, text: str, intents: set[Intent]) -> AsyncIterator[AgentReply]:
+        """A new request: at the start, after a task is done, or after a question was answered."""
+        ctx, ask = self.ctx, self.ctx.state.ask
+        questions = intents & QUESTIONS
+        if Intent.CANCEL in intents or Intent.RESCHEDULE in intents:
+            task: Task = "cancel" if Intent.CANCEL in intents else "reschedule"
+            async for reply in self.manage_flow.start(task, text):
+                yield reply
+            return
+        if self._wants_booking(text, intents, questions):
+            answers = [answer_questions(ctx, questions, text)] if questions else []
+            async for reply in self.booking_flow.start(text, *answers):
+                yield reply
+            return
+        if questions:
+            ctx.state.settle("answered")
+            yield ctx.ask(Ask.OFFER_BOOKING, ctx.say("offer_booking"), answer_questions(ctx, questions, text))
+        elif Intent.GOODBYE in intents or (Intent.DENY in intents and ask is Ask.ANYTHING_ELSE):
+            yield self._goodbye()
+        elif Intent.DENY in intents and ask is Ask.OFFER_BOOKING:
+            yield ctx.ask(Ask.ANYTHING_ELSE, ctx.say("anything_else"))
+        elif Intent.AFFIRM in intents and ask is Ask.ANYTHING_ELSE:
+            yield ctx.ask(Ask.HELP, ctx.say("ask_how_to_help"))
+        else:
+            raise NotUnderstood()
+
+    def _wants_booking(self, text: str, intents: set[Intent], questions: set[Intent]) -> bool:
+        if Intent.BOOK in intents:
+            return True
+        if self.ctx.state.ask is Ask.OFFER_BOOKING and Intent.AFFIRM in intents and Intent.GOODBYE not in intents:
+            return True
+        if questions or Intent.GOODBYE in intents:
+            return False
+        return match_service(text, self.ctx.services) is not None or not self.ctx.when(text).empty
+
+    def _completes_when(self, partial_text: str) -> bool:
+        state = self.ctx.state
+        if state.ask is Ask.PICK_SLOT and re.search(r"\b(?:first|second|earlier|later|last)\b", fold(partial_text)):
+            return True
+        draft = state.draft
+        when = self.ctx.when(partial_text, context_day=draft.day, bare_time=draft.day is not None)
+        has_day = when.day is not None or draft.day is not None
+        has_time = when.time is not None or (draft.time is not None and when.day is not None)
+        return has_day and has_time
+
+    # ---- endings ---------------------------------------------------------------------------------
+
+    def _misunderstood(self, phrase: str) -> AgentReply:
+        state = self.ctx.state
+        state.misunderstandings += 1
+        if state.misunderstandings >= self.ctx.agent.turn_taking.max_misunderstandings:
+            return self._transfer("handoff_after_trouble")
+        text = self.ctx.say(phrase, question=state.question) if phrase == "not_understood" else self.ctx.say(phrase)
+        return AgentReply(text=text, reprompt=True)
+
+    def _transfer(self, phrase: str) -> AgentReply:
+        self.ctx.state.settle("transferred")
+        self.ctx.state.ask = Ask.ENDED
+        return AgentReply(text=self.ctx.say(phrase), transfer_to=self.ctx.agent.profile.handoff_phone, end_call=True)
+
+    def _goodbye(self) -> AgentReply:
+        self.ctx.state.ask = Ask.ENDED
+        return AgentReply(text=self.ctx.say("goodbye", business=self.ctx.agent.profile.name), end_call=True)

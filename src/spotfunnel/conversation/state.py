@@ -1,0 +1,98 @@
+"""What one call knows so far: the open question (objective), the booking being built, the task."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from enum import Enum
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from spotfunnel.conversation.extract.dates import local_instant
+from spotfunnel.conversation.policy import Outcome
+from spotfunnel.store.ledger import BookingRecord
+
+Task = Literal["book", "reschedule", "cancel"]
+
+
+class Ask(str, Enum):
+    """The question the agent asked last: what the caller's next turn should answer."""
+
+    HELP = "help"
+    SERVICE = "service"
+    WHEN = "when"
+    PICK_SLOT = "pick-slot"
+    NAME = "name"
+    LAST_NAME = "last-name"
+    CALLER_ID = "caller-id"
+    PHONE = "phone"
+    READ_BACK = "read-back"
+    CORRECTION = "correction"
+    ANYTHING_ELSE = "anything-else"
+    OFFER_BOOKING = "offer-booking"
+    LOOKUP_PHONE = "lookup-phone"
+    WHICH_BOOKING = "which-booking"
+    CONFIRM_CANCEL = "confirm-cancel"
+    CONFIRM_MOVE = "confirm-move"
+    ENDED = "ended"
+
+
+OPEN_ASKS = frozenset({Ask.HELP, Ask.ANYTHING_ELSE, Ask.OFFER_BOOKING})
+YES_NO_ASKS = frozenset(
+    {Ask.CALLER_ID, Ask.READ_BACK, Ask.ANYTHING_ELSE, Ask.OFFER_BOOKING, Ask.CONFIRM_CANCEL, Ask.CONFIRM_MOVE}
+)
+MANAGE_ASKS = frozenset({Ask.LOOKUP_PHONE, Ask.WHICH_BOOKING, Ask.CONFIRM_CANCEL, Ask.CONFIRM_MOVE})
+
+
+@dataclass
+class Draft:
+    """The appointment being booked or the new slot of one being moved."""
+
+    service_id: str | None = None
+    day: date | None = None
+    time: time | None = None
+    meridiem_given: bool = False
+    slot_ok: bool = False
+    alternatives: list[datetime] = field(default_factory=list)
+    first_name: str | None = None
+    name: str | None = None
+    phone: str | None = None
+
+    def start(self, tz: ZoneInfo) -> datetime | None:
+        if self.day is None or self.time is None:
+            return None
+        return local_instant(self.day, self.time, tz)
+
+    def take_slot(self, start: datetime, tz: ZoneInfo) -> None:
+        """Adopt a start the ledger offered as free."""
+        local = start.astimezone(tz)
+        self.day, self.time = local.date(), local.time().replace(tzinfo=None)
+        self.meridiem_given, self.slot_ok, self.alternatives = True, True, []
+
+
+@dataclass
+class CallState:
+    """The conversation's memory for one call."""
+
+    ask: Ask = Ask.HELP
+    question: str = ""
+    task: Task | None = None
+    draft: Draft = field(default_factory=Draft)
+    misunderstandings: int = 0
+    outcome: Outcome | None = None
+    booking: BookingRecord | None = None
+    candidates: list[BookingRecord] = field(default_factory=list)
+    target: BookingRecord | None = None
+    hint_day: date | None = None
+    lookup_phone: str | None = None
+
+    def settle(self, outcome: Outcome) -> None:
+        """Record a task's outcome; "answered" and "transferred" never override a finished task."""
+        weak = ("answered", "transferred")
+        if outcome not in weak or self.outcome is None or self.outcome in weak:
+            self.outcome = outcome
+
+    def new_task(self, task: Task) -> None:
+        previous = self.draft
+        self.task = task
+        self.draft = Draft(name=previous.name, phone=previous.phone) if task == "book" else Draft()
+        self.candidates, self.target, self.hint_day, self.lookup_phone = [], None, None, None

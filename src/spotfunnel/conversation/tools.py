@@ -1,0 +1,53 @@
+"""Tools the agent calls while talking: the ledger's API, run as tasks with a filler when slow."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import AsyncIterator, Awaitable, Generic, Protocol, TypeVar
+
+from spotfunnel.conversation.policy import AgentReply
+from spotfunnel.store.ledger import BookingRecord, SlotCheck
+
+T = TypeVar("T")
+
+
+class Ledger(Protocol):
+    """The async API of `store.ledger.BookingLedger` the conversation uses (a fake may stand in)."""
+
+    async def check(self, service_id: str, start: datetime) -> SlotCheck: ...
+
+    async def book(
+        self, *, name: str, phone: str, service_id: str, start: datetime, call_id: str, trace_id: str = ""
+    ) -> BookingRecord: ...
+
+    async def find_upcoming(self, phone: str) -> list[BookingRecord]: ...
+
+    async def reschedule(
+        self, booking_id: str, new_start: datetime, *, call_id: str, trace_id: str = ""
+    ) -> BookingRecord: ...
+
+    async def cancel(self, booking_id: str, *, call_id: str, trace_id: str = "") -> BookingRecord: ...
+
+
+class ToolCall(Generic[T]):
+    """One tool run as a task; `fillers()` yields a filler reply if it outlives its budget.
+
+        call = ToolCall(ledger.check(...), budget_ms=400, filler="One moment ...")
+        async for reply in call.fillers():
+            yield reply
+        result = call.result()   # re-raises the tool's exception
+    """
+
+    def __init__(self, work: Awaitable[T], budget_ms: int, filler: str) -> None:
+        self._task: asyncio.Future[T] = asyncio.ensure_future(work)
+        self._budget_s = budget_ms / 1000
+        self._filler = filler
+
+    async def fillers(self) -> AsyncIterator[AgentReply]:
+        done, _ = await asyncio.wait({self._task}, timeout=self._budget_s)
+        if not done:
+            yield AgentReply(text=self._filler, filler=True)
+            await asyncio.wait({self._task})
+
+    def result(self) -> T:
+        return self._task.result()

@@ -1,0 +1,66 @@
+"""Local speech recognition with faster-whisper (Whisper base, int8), one model per process."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from spotfunnel.providers.models import whisper_base_dir
+from spotfunnel.voice.speech_io import Transcript
+
+_model: Any = None
+_model_lock = threading.Lock()
+# One worker: on 2 cores a single decode using both cores beats two decodes fighting for them.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+
+
+def shared_model() -> Any:
+    """The process-wide Whisper model, loaded on first use and shared by every call."""
+    global _model
+    with _model_lock:
+        if _model is None:
+            from faster_whisper import WhisperModel
+
+            _model = WhisperModel(str(whisper_base_dir()), device="cpu", compute_type="int8", cpu_threads=2)
+        return _model
+
+
+def _prompt(vocabulary: list[str]) -> str:
+    return ", ".join(vocabulary[:40]) + "." if vocabulary else ""
+
+
+class WhisperLocalStt:
+    name = "whisper-local"
+
+    async def warm_up(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(_executor, self._decode, bytes(16000), [])
+
+    async def transcribe(self, pcm: bytes, *, vocabulary: list[str]) -> Transcript:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_executor, self._decode, pcm, vocabulary)
+
+    def _decode(self, pcm: bytes, vocabulary: list[str]) -> Transcript:
+        audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        if len(audio) < 1600:
+            return Transcript(text="", confidence=0.0, provider=self.name)
+        segments, _info = shared_model().transcribe(
+            audio,
+            language="en",
+            beam_size=1,
+            temperature=0.0,
+            vad_filter=False,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=_prompt(vocabulary) or None,
+            hotwords=" ".join(vocabulary[:20]) or None,
+        )
+        parts = list(segments)
+        text = " ".join(s.text.strip() for s in parts).strip()
+        if parts and all(s.no_speech_prob > 0.8 for s in parts):
+            text = ""  # Whisper hallucinates words on noise; trust its own no-speech estimate
+        conf = float(np.exp(np.mean([s.avg_logprob for s in parts]))) if parts else 0.0
+        return Transcript(text=text, confidence=conf, provider=self.name)

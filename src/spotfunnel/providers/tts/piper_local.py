@@ -1,0 +1,56 @@
+"""Local speech synthesis with piper-tts and the bundled Joe (en_US, medium) voice."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator
+
+import numpy as np
+
+from spotfunnel.audio.frames import SAMPLE_RATE
+from spotfunnel.providers.models import piper_voice_paths
+
+_voice: Any = None
+_voice_lock = threading.Lock()
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+
+
+def shared_voice() -> Any:
+    global _voice
+    with _voice_lock:
+        if _voice is None:
+            from piper import PiperVoice
+
+            model, config = piper_voice_paths()
+            _voice = PiperVoice.load(str(model), config_path=str(config))
+        return _voice
+
+
+class PiperLocalTts:
+    """Synthesizes a sentence off the event loop and yields it as PCM16 16 kHz."""
+
+    name = "piper-joe"
+
+    def __init__(self, length_scale: float | None = None, noise_scale: float | None = None) -> None:
+        self._length_scale = length_scale
+        self._noise_scale = noise_scale
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        pcm = await loop.run_in_executor(_executor, self._render, text)
+        if pcm:
+            yield pcm
+
+    def _render(self, text: str) -> bytes:
+        import soxr
+        from piper import SynthesisConfig
+
+        voice = shared_voice()
+        config = SynthesisConfig(length_scale=self._length_scale, noise_scale=self._noise_scale)
+        chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=config)]
+        if not chunks:
+            return b""
+        audio = np.concatenate(chunks)
+        audio16k = soxr.resample(audio, voice.config.sample_rate, SAMPLE_RATE, quality="HQ")
+        return (np.clip(audio16k, -1.0, 1.0) * 32767).astype("<i2").tobytes()

@@ -1,0 +1,291 @@
+"""The realtime loop of one call: frames in, VAD and turn detection, STT, speech out, barge-in."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import structlog
+
+from spotfunnel.audio.frames import FRAME_MS, SILENCE_FRAME
+from spotfunnel.transports.base import AudioIn, Dtmf, Hangup, MarkPlayed, ProtocolIssue, Transport
+from spotfunnel.voice.endpointing import TurnDetector, TurnSignal, TurnTaking
+from spotfunnel.voice.events import EventLog
+from spotfunnel.voice.playout import PlayoutClock, SpeechHandle
+from spotfunnel.voice.speech_io import SpeechToText, TextToSpeech, split_sentences
+from spotfunnel.voice.vad import FrameVad
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class TurnTiming:
+    """Wall-clock stamps (perf_counter seconds) of one caller turn, for latency metrics."""
+
+    speech_end: float = 0.0
+    stt_start: float = 0.0
+    stt_end: float = 0.0
+    committed: float = 0.0
+    speech_end_frame: int = 0
+    committed_frame: int = 0
+
+
+@dataclass
+class VoiceTurn:
+    """A finished caller turn, or a call event the conversation must answer."""
+
+    kind: str  # "speech" | "dtmf" | "no_input" | "stt_failed"
+    text: str = ""
+    confidence: float | None = None
+    early: bool = False
+    timing: TurnTiming = field(default_factory=TurnTiming)
+    detail: str = ""
+
+
+@dataclass
+class _Speculation:
+    task: asyncio.Task[Any]
+    frames: int  # how much turn audio it covers
+
+
+class VoiceSession:
+    """Owns one call's audio loop. The conversation reads `turns` and answers with `say`."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        stt: SpeechToText,
+        tts: TextToSpeech,
+        vad: FrameVad,
+        settings: TurnTaking | None = None,
+        vocabulary: list[str] | None = None,
+        events: EventLog | None = None,
+        no_input_ms: int = 7000,
+    ) -> None:
+        self.transport = transport
+        self.stt, self.tts, self.vad = stt, tts, vad
+        self.settings = settings or TurnTaking()
+        self.vocabulary = vocabulary or []
+        self.events = events or EventLog()
+        self.detector = TurnDetector(self.settings)
+        self.playout = PlayoutClock()
+        self.turns: asyncio.Queue[VoiceTurn] = asyncio.Queue()
+        self.completes_answer: Callable[[str], bool] = lambda _text: False
+        self.no_input_frames = max(1, no_input_ms // FRAME_MS)
+        self.frame = 0
+        self.ended = asyncio.Event()
+        self._work: set[asyncio.Task[Any]] = set()
+        self._turns_open = 0  # turns handed to the conversation and not yet answered
+        self._spec: _Speculation | None = None
+        self._speech_end_wall = 0.0
+        self._quiet_frames = 0
+        self._synth: dict[int, asyncio.Task[None]] = {}
+        self.max_loop_lag_ms = 0.0
+
+    # ---- the conversation's side ----
+    def say(self, text: str, **meta: object) -> SpeechHandle:
+        """Queue speech; it plays after whatever is already queued. Returns at once."""
+        handle = SpeechHandle(text, dict(meta))
+        self.playout.enqueue(handle)
+        self._synth[handle.id] = self._spawn(self._synthesize(handle))
+        self.events.emit("agent_speech_queued", id=handle.id, text=text, **meta)
+        return handle
+
+    def turn_answered(self) -> None:
+        """The conversation has queued everything it will say for the last turn."""
+        self._turns_open = max(0, self._turns_open - 1)
+
+    def interrupt_speech(self, reason: str) -> None:
+        results = self.playout.interrupt()
+        for task in self._synth.values():
+            task.cancel()
+        self._synth.clear()
+        if results:
+            self._spawn(self.transport.clear())
+            self.events.emit("agent_interrupted", reason=reason, heard=[r.heard for r in results])
+
+    # ---- the loop ----
+    async def run(self) -> None:
+        """Process inbound items until the caller hangs up or the transport closes."""
+        try:
+            while True:
+                if self.transport.lockstep:
+                    await self.settled()
+                item = await self.transport.receive()
+                if isinstance(item, AudioIn):
+                    await self._on_frame(item.pcm)
+                elif isinstance(item, Dtmf):
+                    self._emit_turn(VoiceTurn(kind="dtmf", text=item.digit))
+                elif isinstance(item, MarkPlayed):
+                    self.events.emit("mark_played", name=item.name)
+                elif isinstance(item, ProtocolIssue):
+                    log.warning("transport.protocol_issue", detail=item.message)
+                    self.events.emit("protocol_issue", message=item.message)
+                elif isinstance(item, Hangup):
+                    self.events.emit("hangup", reason=item.reason)
+                    break
+        finally:
+            self.interrupt_speech("call ended")
+            for task in list(self._work):
+                task.cancel()
+            self.ended.set()
+
+    async def settled(self) -> None:
+        """Wait until no recognition, answer or synthesis is in flight (lockstep pacing)."""
+        while True:
+            busy = [t for t in self._work if not t.done()]
+            if self._turns_open == 0 and not busy:
+                return
+            if busy:
+                await asyncio.wait(busy, timeout=0.05)
+            else:
+                await asyncio.sleep(0.002)
+
+    async def _on_frame(self, pcm: bytes) -> None:
+        started = time.perf_counter()
+        self.frame += 1
+        self.events.frame = self.frame
+        prob = self.vad.probability(pcm)
+        for signal in self.detector.push(pcm, prob, agent_speaking=self.playout.busy):
+            self._on_signal(signal)
+        await self._play_one()
+        self._track_no_input()
+        self.max_loop_lag_ms = max(self.max_loop_lag_ms, (time.perf_counter() - started) * 1000)
+
+    async def _play_one(self) -> None:
+        frame, finished = self.playout.tick()
+        if frame is not None:
+            current = finished or self.playout.current
+            if current is not None and current.first_audio_wall is None:
+                current.first_audio_wall = time.perf_counter()
+                current.audible.set()
+                self.events.emit("agent_audio_started", id=current.id, **current.meta)
+            await self.transport.send_audio(frame)
+        elif self.transport.lockstep:
+            await self.transport.send_audio(SILENCE_FRAME)
+        if finished is not None:
+            self._synth.pop(finished.id, None)
+            await self.transport.send_mark(f"speech-{finished.id}")
+            self.events.emit("agent_speech_done", id=finished.id, text=finished.text, **finished.meta)
+
+    def _track_no_input(self) -> None:
+        if self.playout.busy or self.detector.in_turn or self._turns_open or self._busy_recognising():
+            self._quiet_frames = 0
+            return
+        self._quiet_frames += 1
+        if self._quiet_frames >= self.no_input_frames:
+            self._quiet_frames = 0
+            self._emit_turn(VoiceTurn(kind="no_input"))
+
+    def _busy_recognising(self) -> bool:
+        return any(not t.done() for t in self._work if t.get_name().startswith("turn"))
+
+    # ---- turn signals ----
+    def _on_signal(self, signal: TurnSignal) -> None:
+        if signal is TurnSignal.SPEECH_STARTED:
+            self.events.emit("caller_speech_started")
+        elif signal is TurnSignal.BARGE_IN:
+            self.interrupt_speech("caller barged in")
+        elif signal is TurnSignal.EARLY_PAUSE:
+            self._speech_end_wall = time.perf_counter() - self.detector.silence_ms / 1000
+            self._speculate()
+        elif signal is TurnSignal.RESUMED:
+            self._drop_speculation()
+        elif signal is TurnSignal.END_OF_TURN:
+            self._end_turn()
+        elif signal is TurnSignal.NOISE:
+            self._drop_speculation()
+            self.events.emit("noise_ignored")
+
+    def _speculate(self) -> None:
+        audio = self.detector.take_audio()
+        task = self._spawn(self._recognise(audio), name="speculation")
+        self._spec = _Speculation(task, len(audio))
+        task.add_done_callback(self._on_speculation_done)
+
+    def _drop_speculation(self) -> None:
+        if self._spec is not None:
+            self._spec.task.cancel()
+            self._spec = None
+
+    def _on_speculation_done(self, task: asyncio.Task[Any]) -> None:
+        spec = self._spec
+        if spec is None or spec.task is not task or task.cancelled() or task.exception() is not None:
+            return
+        text = task.result()[0].text
+        if self.detector.in_turn and self.detector.early_sent and self.completes_answer(text):
+            timing = self._timing(task.result()[1], task.result()[2])
+            self.detector.commit()
+            self._spec = None
+            self.events.emit("early_end_of_turn", text=text)
+            self._emit_turn(VoiceTurn(kind="speech", text=text, confidence=task.result()[0].confidence,
+                                      early=True, timing=timing))
+
+    def _end_turn(self) -> None:
+        if self._speech_end_wall == 0.0 or not self.detector.early_sent:
+            self._speech_end_wall = time.perf_counter() - self.detector.silence_ms / 1000
+        audio = self.detector.take_audio()
+        spec = self._spec
+        self._spec = None
+        self._turns_open += 1  # the conversation owes an answer from here on
+        self._spawn(self._finish_turn(audio, spec), name="turn")
+
+    async def _finish_turn(self, audio: bytes, spec: _Speculation | None) -> None:
+        committed = time.perf_counter()
+        try:
+            if spec is not None and not spec.task.cancelled():
+                transcript, t0, t1 = await spec.task
+            else:
+                transcript, t0, t1 = await self._recognise(audio)
+        except Exception as exc:  # all STT providers failed: the conversation says so politely
+            log.error("stt.failed", error=str(exc))
+            self._turns_open -= 1
+            self._emit_turn(VoiceTurn(kind="stt_failed", detail=str(exc)))
+            return
+        self._turns_open -= 1
+        if not transcript.text.strip():
+            self.events.emit("empty_transcript")
+            return
+        timing = self._timing(t0, t1)
+        timing.committed = committed
+        self._emit_turn(VoiceTurn(kind="speech", text=transcript.text, confidence=transcript.confidence,
+                                  timing=timing))
+
+    async def _recognise(self, audio: bytes) -> tuple[Any, float, float]:
+        t0 = time.perf_counter()
+        transcript = await self.stt.transcribe(audio, vocabulary=self.vocabulary)
+        return transcript, t0, time.perf_counter()
+
+    def _timing(self, t0: float, t1: float) -> TurnTiming:
+        return TurnTiming(speech_end=self._speech_end_wall, stt_start=t0, stt_end=t1,
+                          committed=time.perf_counter(), speech_end_frame=self.detector.last_speech_frame,
+                          committed_frame=self.frame)
+
+    def _emit_turn(self, turn: VoiceTurn) -> None:
+        self._turns_open += 1
+        self._speech_end_wall = 0.0
+        self.events.emit("caller_turn", kind=turn.kind, text=turn.text, early=turn.early)
+        self.turns.put_nowait(turn)
+
+    # ---- speech synthesis ----
+    async def _synthesize(self, handle: SpeechHandle) -> None:
+        try:
+            for sentence in split_sentences(handle.text):
+                handle.begin_sentence(sentence)
+                async for chunk in self.tts.synthesize(sentence):
+                    handle.add_audio(chunk)
+                handle.end_sentence()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every TTS provider failed: end this speech, report it
+            log.error("tts.failed", error=str(exc), text=handle.text)
+            self.events.emit("tts_failed", id=handle.id, error=str(exc))
+        finally:
+            handle.finish_synthesis()
+
+    def _spawn(self, coro: Any, name: str = "work") -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        return task

@@ -1,0 +1,217 @@
+"""The receptionist beyond the examples: phrasings, corrections, closed days, hand-offs, moves, fillers."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from conversation_fakes import Call, local
+
+from spotfunnel.conversation.policy import AgentReply
+from spotfunnel.conversation.state import Ask
+
+NOW = "2026-12-08T10:00:00-08:00"  # Tuesday
+FRI, SAT = date(2026, 12, 11), date(2026, 12, 12)
+
+
+async def test_everything_in_one_sentence() -> None:
+    call = Call(NOW, "+14155550166")
+    assert "full name" in await call.text("yeah book me a beard trim saturday at noon")
+    assert "calling from" in await call.text("My name is Nina Patel.")
+    assert await call.text("Yes, that's fine.") == (
+        "Just to confirm: a beard trim on Saturday, December 12 at 12 PM for Nina Patel. Is that right?"
+    )
+    await call.text("Yes")
+    assert call.policy.outcome == "booked"
+    assert [(b.service_id, b.start) for b in call.ledger.bookings.values()] == [("beard-trim", local(SAT, 12))]
+
+
+async def test_tomorrow_at_three_fills_service_day_and_time() -> None:
+    call = Call(NOW)
+    assert "full name" in await call.text("Hi, I'd like to book a haircut for tomorrow at 3 pm.")
+    assert call.policy.ctx.state.draft.start(call.agent.profile.tz) == local(date(2026, 12, 9), 15)
+
+
+async def test_asks_service_then_day_then_time() -> None:
+    call = Call(NOW)
+    assert "Which service" in await call.text("I'd like to make an appointment")
+    assert "day and time" in await call.text("a hair cut")
+    assert "What time on Friday, December 11" in await call.text("Friday")
+    assert "full name" in await call.text("four thirty")
+    assert call.policy.ctx.state.draft.start(call.agent.profile.tz) == local(FRI, 16, 30)
+
+
+async def test_correction_at_read_back() -> None:
+    call = Call(NOW)
+    for turn in ("I'd like a haircut on Friday at 2", "Maria Lopez", "yes"):
+        await call.text(turn)
+    assert call.policy.ask is Ask.READ_BACK
+    again = await call.text("No, make it 4:30.")
+    assert again == "Just to confirm: a haircut on Friday, December 11 at 4:30 PM for Maria Lopez. Is that right?"
+    await call.text("Yes, that's right.")
+    assert [b.start for b in call.ledger.bookings.values()] == [local(FRI, 16, 30)]
+
+
+async def test_plain_no_at_read_back_asks_what_to_change() -> None:
+    call = Call(NOW)
+    for turn in ("I'd like a haircut on Friday at 2", "Maria Lopez", "yes"):
+        await call.text(turn)
+    assert "What should I change" in await call.text("No.")
+    assert "full name" in await call.text("the name")
+    assert "Maria Lopes" in await call.text("Maria Lopes")
+
+
+async def test_closed_day_offers_open_times() -> None:
+    call = Call(NOW)
+    reply = await call.text("Can I get a haircut on Monday at 10?")
+    assert reply.startswith("Sorry, we're closed on Mondays.")
+    assert "nearest free" in reply
+    assert "full name" in await call.text("the first one")
+    start = call.policy.ctx.state.draft.start(call.agent.profile.tz)
+    assert start is not None and start.date() != date(2026, 12, 14)
+
+
+async def test_pick_an_offered_time_by_its_time_or_order() -> None:
+    call = Call(NOW)
+    call.ledger.add("Paul Adams", "+14155550199", "color", local(FRI, 13))
+    await call.text("a blowout on Friday at two")
+    assert "full name" in await call.text("2:30 works")
+    assert call.policy.ctx.state.draft.start(call.agent.profile.tz) == local(FRI, 14, 30)
+    other = Call(NOW)
+    other.ledger.add("Paul Adams", "+14155550199", "color", local(FRI, 13))
+    await other.text("a blowout on Friday at two")
+    await other.text("the later one")
+    assert other.policy.ctx.state.draft.start(other.agent.profile.tz) == local(FRI, 14, 30)
+
+
+async def test_three_misunderstandings_transfer() -> None:
+    call = Call(NOW)
+    first = await call.say("")
+    assert first[0].reprompt and "How can I help" in first[0].text
+    second = await call.say("uh")
+    assert second[0].reprompt
+    third = await call.say("blorp flibber")
+    assert third[0].transfer_to == "+14155550199" and third[0].end_call
+    assert call.policy.outcome == "transferred"
+
+
+async def test_understood_turn_resets_misunderstandings() -> None:
+    call = Call(NOW)
+    await call.say("uh")
+    await call.say("mm")
+    assert "Which service" in await call.text("I want to book")
+    reply = await call.say("flibber")
+    assert reply[0].reprompt and not reply[0].end_call
+
+
+async def test_asking_for_a_person_transfers() -> None:
+    call = Call(NOW)
+    await call.text("I'd like a haircut")
+    reply = (await call.say("Can I talk to a person?"))[0]
+    assert reply.transfer_to == "+14155550199" and reply.end_call
+    assert call.policy.outcome == "transferred"
+
+
+async def test_reschedule_end_to_end() -> None:
+    call = Call(NOW, "+14155550144")
+    call.ledger.add("Grace Kim", "+14155550144", "haircut", local(SAT, 10))
+    found = await call.text("I'd like to move my appointment")
+    assert found == "I found your haircut on Saturday, December 12 at 10 AM. Is that the one you'd like to move?"
+    assert await call.text("Yes.") == "What day and time would you like instead?"
+    readback = await call.text("Friday at 4")
+    assert readback == (
+        "Just to confirm: I'll move your haircut from Saturday, December 12 at 10 AM to Friday, December 11 at 4 PM. "
+        "Is that right?"
+    )
+    done = await call.text("yes")
+    assert "now on Friday, December 11 at 4 PM" in done
+    assert call.policy.outcome == "rescheduled"
+    assert [b.start for b in call.ledger.bookings.values()] == [local(FRI, 16)]
+    assert call.ledger.sms_to == ["+14155550144"]
+
+
+async def test_reschedule_asks_for_the_number_when_caller_id_has_none() -> None:
+    call = Call(NOW, "+14155550111")
+    call.ledger.add("Grace Kim", "+14155550144", "haircut", local(SAT, 10))
+    ask = await call.text("Can I reschedule my haircut on Saturday to Friday at 11?")
+    assert "couldn't find" in ask and "booked under" in ask
+    found = await call.text("four one five five five five zero one four four")
+    assert found.startswith("I found your haircut on Saturday, December 12 at 10 AM.")
+    readback = await call.text("yes, that one")
+    assert "to Friday, December 11 at 11 AM" in readback
+    await call.text("yes")
+    assert call.policy.outcome == "rescheduled"
+
+
+async def test_questions_are_answered_from_the_profile() -> None:
+    call = Call(NOW)
+    assert "1200 Maple Street, San Francisco" in await call.text("Where are you located?")
+    prices = await call.text("How much is a beard trim?")
+    assert "20 dollars" in prices and "20 minutes" in prices
+    services = await call.text("what services do you offer")
+    assert all(name in services for name in ("haircut", "hair color", "beard trim", "blowout"))
+    assert call.policy.ask is Ask.OFFER_BOOKING and call.policy.outcome == "answered"
+    assert "Which service" in await call.text("yes please")
+
+
+async def test_slow_ledger_gets_a_filler_first() -> None:
+    call = Call(NOW, delay_s=0.6)
+    replies = await call.say("a haircut on Friday at 2")
+    assert replies[0].filler and replies[0].text == "One moment while I check that."
+    assert not replies[1].filler and "full name" in replies[1].text
+
+
+async def test_fast_ledger_needs_no_filler() -> None:
+    call = Call(NOW, delay_s=0.0)
+    replies = await call.say("a haircut on Friday at 2")
+    assert len(replies) == 1 and not replies[0].filler
+
+
+async def test_history_keeps_only_heard_words() -> None:
+    call = Call(NOW)
+    policy = call.policy
+    greeting = policy.greeting()
+    policy.record_heard(greeting, greeting.text, interrupted=False)
+    reply = (await call.say("I'd like a haircut"))[0]
+    policy.record_heard(reply, "What day and time", interrupted=True)
+    policy.record_heard(AgentReply(text="never played"), "", interrupted=True)
+    assert [(h.role, h.text, h.interrupted) for h in policy.history] == [
+        ("agent", greeting.text, False),
+        ("caller", "I'd like a haircut", False),
+        ("agent", "What day and time", True),
+    ]
+
+
+async def test_completes_answer_follows_the_open_question() -> None:
+    call = Call(NOW)
+    policy = call.policy
+    await call.text("I'd like to book")
+    assert policy.completes_answer("a haircut") and not policy.completes_answer("a um")
+    await call.text("a haircut")
+    assert policy.completes_answer("Thursday at eleven")
+    assert not policy.completes_answer("Thursday at") and not policy.completes_answer("Thursday")
+    await call.text("Thursday")
+    assert policy.completes_answer("at eleven") and not policy.completes_answer("at eleven and")
+    await call.text("at eleven")
+    assert policy.completes_answer("Maria Lopez") and policy.completes_answer("my name is Maria")
+    assert not policy.completes_answer("Maria") and not policy.completes_answer("Maria and")
+    await call.text("Maria Lopez")
+    assert policy.completes_answer("yes") and policy.completes_answer("No.")
+    await call.text("no")
+    assert policy.completes_answer("four one five five five five zero one three three")
+    assert not policy.completes_answer("four one five five five")
+
+
+async def test_goodbye_ends_call_and_silence_reprompts() -> None:
+    call = Call(NOW)
+    assert call.policy.no_input_reply().reprompt
+    reply = (await call.say("No thanks, bye"))[-1]
+    assert reply.end_call and call.policy.outcome is None
+    assert await call.say("hello?") == []
+
+
+async def test_dst_booking_lands_on_the_right_instant() -> None:
+    call = Call("2026-03-07T10:00:00-08:00")
+    await call.text("a haircut tomorrow at 3 pm")
+    reply = await call.text("Is Tuesday at 3 pm open?")
+    assert "full name" in reply
+    start = call.policy.ctx.state.draft.start(call.agent.profile.tz)
+    assert start == datetime.fromisoformat("2026-03-10T15:00:00-07:00")

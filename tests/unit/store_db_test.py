@@ -1,0 +1,87 @@
+"""Database: migrations (fast, packaged, matching the models), pragmas, transactions, aware datetimes."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+from sqlalchemy.exc import StatementError
+
+from spotfunnel.store.db import Database
+from spotfunnel.store.models import Base, SmsMessage
+
+
+def test_memory_database_is_migrated_and_matches_models() -> None:
+    db = Database.memory()
+    with db.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_migrate_is_fast_and_repeatable() -> None:
+    Database.memory()  # warm imports
+    started = time.perf_counter()
+    db = Database.for_tests()
+    elapsed = time.perf_counter() - started
+    db.migrate()  # already at head: no-op
+    assert elapsed < 0.3, f"migrate took {elapsed * 1000:.0f} ms"
+
+
+def test_file_database_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'sf.db'}")
+    db.migrate()
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    db.dispose()
+
+
+def _sms(key: str, at: datetime | None = None) -> SmsMessage:
+    msg = SmsMessage(tenant_id="t", to="+14155550100", body="hi", idempotency_key=key, provider="sink")
+    if at is not None:
+        msg.created_at = at
+    return msg
+
+
+async def test_run_commits_on_success_and_rolls_back_on_error() -> None:
+    db = Database.memory()
+    await db.run(lambda s: s.add(_sms("a")))
+
+    def fail(session):  # type: ignore[no-untyped-def]
+        session.add(_sms("b"))
+        session.flush()
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await db.run(fail)
+    keys = await db.run(lambda s: list(s.scalars(select(SmsMessage.idempotency_key))), write=False)
+    assert keys == ["a"]
+
+
+async def test_datetimes_round_trip_timezone_aware_utc() -> None:
+    db = Database.memory()
+    local = datetime(2026, 3, 8, 10, 30, tzinfo=timezone(timedelta(hours=-7)))
+    await db.run(lambda s: s.add(_sms("a", local)))
+    stored = await db.run(lambda s: s.scalar(select(SmsMessage.created_at)), write=False)
+    assert stored is not None and stored.tzinfo is not None
+    assert stored == local and stored.utcoffset() == timedelta(0)
+
+
+async def test_naive_datetimes_are_refused() -> None:
+    db = Database.memory()
+    with pytest.raises(StatementError, match="naive datetime"):
+        await db.run(lambda s: s.add(_sms("a", datetime(2026, 1, 1))) or s.flush())
+
+
+async def test_unique_idempotency_key_is_enforced() -> None:
+    db = Database.memory()
+    await db.run(lambda s: s.add(_sms("a")))
+    with pytest.raises(Exception, match="UNIQUE"):
+        await db.run(lambda s: s.add(_sms("a")))
+    count = await db.run(lambda s: s.execute(text("select count(*) from sms_messages")).scalar(), write=False)
+    assert count == 1
