@@ -65,6 +65,11 @@ class CallRecord:
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # set when the agent side is done
 
 
+def stt_prompt_terms(agent: AgentConfig) -> list[str]:
+    """Business name first, then the canonical service names and the tenant's extra terms."""
+    return [agent.profile.name, *(s.name for s in agent.profile.services), *agent.vocabulary.extra]
+
+
 class CallSetupError(Exception):
     """The call cannot start (unknown tenant, bad configuration); the message says why."""
 
@@ -126,7 +131,7 @@ class Conversation:
                                          call_id=record.call_id, trace_id=self.trace_id)
         settings = TurnTaking(silence_ms=tt.silence_ms, early_pause_ms=tt.early_pause_ms)
         self.session = VoiceSession(transport, services.stt, services.tts, services.vad_factory(), settings,
-                                    vocabulary=agent.stt_vocabulary, events=record.events, no_input_ms=tt.no_input_ms)
+                                    vocabulary=stt_prompt_terms(agent), events=record.events, no_input_ms=tt.no_input_ms)
         self.session.completes_answer = self.policy.completes_answer
         self._heard_tasks: list[asyncio.Task[None]] = []
         self._no_inputs = 0
@@ -143,6 +148,7 @@ class Conversation:
             if voice.done():
                 talk.cancel()
             else:
+                self.session.close_conversation()
                 await voice
         except Exception as exc:  # a bug must not leave the caller in dead air: hand off cleanly
             log.exception("call.failed", call_id=self.record.call_id)
@@ -215,6 +221,7 @@ class Conversation:
         if not (last.end_call or last.transfer_to):
             return
         self._ending = True
+        self.session.close_conversation()
         await handle.result()
         await asyncio.sleep(0)
         if last.transfer_to:

@@ -56,6 +56,7 @@ class CallContext:
     def ask(self, ask: Ask, question: str, *before: str, reprompt: bool = False) -> AgentReply:
         """A reply that ends with `question` and makes it the open question."""
         self.state.ask, self.state.question = ask, question
+        self.state.question_unheard = False
         return AgentReply(text=" ".join([*before, question]), reprompt=reprompt)
 
     def tool(self, work: Awaitable[T], filler_phrase: str) -> ToolCall[T]:

@@ -73,6 +73,10 @@ class ReceptionistPolicy:
         if Intent.HANDOFF in intents:
             yield self._transfer("handoff")
             return
+        if self.ctx.state.question_unheard and self.ctx.state.ask in YES_NO_ASKS:
+            # A yes or no here would answer a question the caller never heard: ask it again.
+            yield self.ctx.ask(self.ctx.state.ask, self.ctx.state.question)
+            return
         try:
             async for reply in self._route(text, intents):
                 yield reply
@@ -105,6 +109,10 @@ class ReceptionistPolicy:
         return False
 
     def record_heard(self, reply: AgentReply, heard_text: str, interrupted: bool) -> None:
+        question = self.ctx.state.question
+        if interrupted and question and reply.text.endswith(question) and not _heard_enough(heard_text, reply.text):
+            # The caller heard it, or it did not happen: a confirmation nobody heard is not asked yet.
+            self.ctx.state.question_unheard = True
         if heard_text.strip():
             self.history.append(
                 HistoryEntry(role="agent", text=heard_text.strip(), interrupted=interrupted, reprompt=reply.reprompt)
@@ -195,3 +203,9 @@ class ReceptionistPolicy:
     def _goodbye(self) -> AgentReply:
         self.ctx.state.ask = Ask.ENDED
         return AgentReply(text=self.ctx.say("goodbye", business=self.ctx.agent.profile.name), end_call=True)
+
+
+def _heard_enough(heard: str, said: str) -> bool:
+    """The caller heard the reply up to (nearly) its last words, so its closing question counts as asked."""
+    said_words = said.split()
+    return len(heard.split()) >= len(said_words) - 2

@@ -84,6 +84,7 @@ class CallState:
     target: BookingRecord | None = None
     hint_day: date | None = None
     lookup_phone: str | None = None
+    question_unheard: bool = False  # the caller talked over the open question before hearing it
 
     def settle(self, outcome: Outcome) -> None:
         """Record a task's outcome; "answered" and "transferred" never override a finished task."""

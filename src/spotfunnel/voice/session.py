@@ -46,7 +46,8 @@ class VoiceTurn:
 @dataclass
 class _Speculation:
     task: asyncio.Task[Any]
-    frames: int  # how much turn audio it covers
+    start_frame: int
+    ready_frame: int | None = None  # audio time at which its result may be used
 
 
 class VoiceSession:
@@ -82,6 +83,7 @@ class VoiceSession:
         self._quiet_frames = 0
         self._synth: dict[int, asyncio.Task[None]] = {}
         self.max_loop_lag_ms = 0.0
+        self._conversation_closed = False
 
     # ---- the conversation's side ----
     def say(self, text: str, **meta: object) -> SpeechHandle:
@@ -95,6 +97,11 @@ class VoiceSession:
     def turn_answered(self) -> None:
         """The conversation has queued everything it will say for the last turn."""
         self._turns_open = max(0, self._turns_open - 1)
+
+    def close_conversation(self) -> None:
+        """The conversation has ended (hang-up or transfer under way): no more turns are owed."""
+        self._conversation_closed = True
+        self._turns_open = 0
 
     def interrupt_speech(self, reason: str) -> None:
         results = self.playout.interrupt()
@@ -149,6 +156,7 @@ class VoiceSession:
         prob = self.vad.probability(pcm)
         for signal in self.detector.push(pcm, prob, agent_speaking=self.playout.busy):
             self._on_signal(signal)
+        self._maybe_end_early()
         await self._play_one()
         self._track_no_input()
         self.max_loop_lag_ms = max(self.max_loop_lag_ms, (time.perf_counter() - started) * 1000)
@@ -201,7 +209,7 @@ class VoiceSession:
     def _speculate(self) -> None:
         audio = self.detector.take_audio()
         task = self._spawn(self._recognise(audio), name="speculation")
-        self._spec = _Speculation(task, len(audio))
+        self._spec = _Speculation(task, self.frame)
         task.add_done_callback(self._on_speculation_done)
 
     def _drop_speculation(self) -> None:
@@ -213,13 +221,24 @@ class VoiceSession:
         spec = self._spec
         if spec is None or spec.task is not task or task.cancelled() or task.exception() is not None:
             return
-        text = task.result()[0].text
-        if self.detector.in_turn and self.detector.early_sent and self.completes_answer(text):
-            timing = self._timing(task.result()[1], task.result()[2])
+        _transcript, t0, t1 = task.result()
+        # In lockstep audio time stands still while recognition runs; charge its real duration in
+        # frames so a fast simulated call decides exactly as a real-time one would.
+        cost = -(-int((t1 - t0) * 1000) // FRAME_MS) if self.transport.lockstep else 0
+        spec.ready_frame = spec.start_frame + cost
+        self._maybe_end_early()
+
+    def _maybe_end_early(self) -> None:
+        spec = self._spec
+        if spec is None or spec.ready_frame is None or self.frame < spec.ready_frame:
+            return
+        transcript, t0, t1 = spec.task.result()
+        if self.detector.in_turn and self.detector.early_sent and self.completes_answer(transcript.text):
+            timing = self._timing(t0, t1)
             self.detector.commit()
             self._spec = None
-            self.events.emit("early_end_of_turn", text=text)
-            self._emit_turn(VoiceTurn(kind="speech", text=text, confidence=task.result()[0].confidence,
+            self.events.emit("early_end_of_turn", text=transcript.text)
+            self._emit_turn(VoiceTurn(kind="speech", text=transcript.text, confidence=transcript.confidence,
                                       early=True, timing=timing))
 
     def _end_turn(self) -> None:
@@ -263,6 +282,9 @@ class VoiceSession:
                           committed_frame=self.frame)
 
     def _emit_turn(self, turn: VoiceTurn) -> None:
+        if self._conversation_closed:
+            self.events.emit("turn_after_close", kind=turn.kind, text=turn.text)
+            return
         self._turns_open += 1
         self._speech_end_wall = 0.0
         self.events.emit("caller_turn", kind=turn.kind, text=turn.text, early=turn.early)
