@@ -64,7 +64,7 @@ class TurnDetector:
     def _idle(self, frame: bytes, voiced: bool) -> list[TurnSignal]:
         s = self.settings
         self._preroll.append(frame)
-        if len(self._preroll) > s.frames(s.preroll_ms):
+        if len(self._preroll) > s.frames(s.preroll_ms) + s.frames(s.start_ms):  # onset frames are speech
             self._preroll.pop(0)
         if voiced and self.voiced_run >= s.frames(s.start_ms):
             self.in_turn = True
