@@ -1,0 +1,22 @@
+"""The turn latency benchmark still runs end to end (real models, real time, one short scenario)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.models
+@pytest.mark.timeout(150)
+def test_turn_latency_short_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "turn_latency.py"), "--short"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "P50" in output, output[-4000:]
