@@ -31,7 +31,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
     console.print(f"[bold]SpotFunnel[/] starting on http://{host}:{port} (loading models, a few seconds)...")
     console.print("Place a call to the demo salon from another terminal:\n"
                   f"  .venv/bin/spotfunnel call --server http://{host}:{port} "
-                  "--say \"Hi, I'd like to book a haircut tomorrow at 3 pm.\" --say \"Nina Patel.\" "
+                  "--say \"Hi, I'd like to book a haircut on Thursday at 3 pm.\" --say \"Nina Patel.\" "
                   "--say \"Yes.\" --say \"Yes, that's right.\" --say \"No, that's all.\"\n"
                   f"Twilio: point your number's voice webhook at https://<public host>/twilio/voice")
     uvicorn.run(create_app(Database(db)), host=host, port=port, log_level=log_level)
