@@ -70,6 +70,24 @@ def stt_prompt_terms(agent: AgentConfig) -> list[str]:
     return [agent.profile.name, *(s.name for s in agent.profile.services), *agent.vocabulary.extra]
 
 
+def split_latency(turn: VoiceTurn, first_reply: float, handle: SpeechHandle) -> TurnLatency:
+    """Cut the wall time from the end of the caller's speech to the first agent frame into stages."""
+    t = turn.timing
+    speech_end = t.speech_end or t.stt_start
+    first = handle.first_audio_wall or first_reply
+    tts_ready = handle.tts_ready_wall or first
+    heard_by = max(t.committed, t.stt_end)  # the turn is recognised and decided
+    return TurnLatency(
+        total=(first - speech_end) * 1000,
+        endpointing=max(0.0, min(t.stt_start, t.committed) - speech_end) * 1000,
+        stt=max(0.0, t.stt_end - max(t.stt_start, speech_end)) * 1000,
+        policy=max(0.0, first_reply - heard_by) * 1000,
+        tts=max(0.0, tts_ready - first_reply) * 1000,
+        transport=max(0.0, first - tts_ready) * 1000,
+        early=turn.early,
+    )
+
+
 class CallSetupError(Exception):
     """The call cannot start (unknown tenant, bad configuration); the message says why."""
 
@@ -165,7 +183,7 @@ class Conversation:
             await self._enqueue_report()
 
     async def _converse(self) -> None:
-        await self._speak([self.policy.greeting()])
+        self._say_all([self.policy.greeting()])
         while not self._ending:
             turn = await self.session.turns.get()
             try:
@@ -185,12 +203,11 @@ class Conversation:
                                              end_call=True)])
         user = UserTurn(text=turn.text, dtmf=turn.text if turn.kind == "dtmf" else None,
                         confidence=turn.confidence)
-        policy_start = time.perf_counter()
         out: list[tuple[AgentReply, SpeechHandle]] = []
         async for reply in self.policy.respond(user):
             out.extend(self._say_all([reply]))
             if len(out) == 1 and turn.kind == "speech":
-                self._spawn_latency(turn, policy_start, out[0][1])
+                self._spawn_latency(turn, out[0][1])
         return out
 
     async def _no_input(self) -> list[tuple[AgentReply, SpeechHandle]]:
@@ -208,9 +225,6 @@ class Conversation:
             self._heard_tasks.append(asyncio.create_task(self._record_heard(reply, handle)))
             out.append((reply, handle))
         return out
-
-    async def _speak(self, replies: list[AgentReply]) -> None:
-        self._say_all(replies)
 
     async def _record_heard(self, reply: AgentReply, handle: SpeechHandle) -> None:
         result = await handle.result()
@@ -231,23 +245,14 @@ class Conversation:
             self.record.events.emit("agent_hangup")
             await self.transport.hangup()
 
-    def _spawn_latency(self, turn: VoiceTurn, policy_start: float, handle: SpeechHandle) -> None:
+    def _spawn_latency(self, turn: VoiceTurn, handle: SpeechHandle) -> None:
+        first_reply = time.perf_counter()
+
         async def measure() -> None:
             await handle.audible.wait()
-            t = turn.timing
-            first = handle.first_audio_wall or time.perf_counter()
-            tts_ready = handle.tts_ready_wall
-            speech_end = t.speech_end or t.stt_start
-            self.record.latencies.append(TurnLatency(
-                total=(first - speech_end) * 1000,
-                endpointing=max(0.0, min(t.stt_start, t.committed) - speech_end) * 1000,
-                stt=(t.stt_end - t.stt_start) * 1000,
-                policy=max(0.0, policy_start_done - max(t.committed, t.stt_end)) * 1000,
-                tts=max(0.0, (float(tts_ready) if tts_ready else first) - policy_start_done) * 1000,
-                transport=max(0.0, first - (float(tts_ready) if tts_ready else first)) * 1000,
-                early=turn.early,
-            ))
-        policy_start_done = time.perf_counter()
+            if handle.first_audio_wall is not None:
+                self.record.latencies.append(split_latency(turn, first_reply, handle))
+
         self._heard_tasks.append(asyncio.create_task(measure()))
 
     async def _enqueue_report(self) -> None:

@@ -79,6 +79,7 @@ class SimulatedCaller:
         self._reply_start_tick: int | None = None  # first agent audio after our last turn
         self._turn_end_tick = 0
         self._t0 = 0.0
+        self._pending_latency: tuple[int, float] | None = None  # (turn slot, wall time speech ended)
 
     def _on_agent_event(self, ev: CallEvent) -> None:
         if ev.kind == "agent_speech_queued" and ev.data.get("reprompt"):
@@ -159,7 +160,7 @@ class SimulatedCaller:
                 self._note_latency()
 
     def _note_latency(self) -> None:
-        pending = getattr(self, "_pending_latency", None)
+        pending = self._pending_latency
         if pending is None:
             return
         slot, end_wall = pending
