@@ -204,7 +204,7 @@ async def test_goodbye_ends_call_and_silence_reprompts() -> None:
     call = Call(NOW)
     assert call.policy.no_input_reply().reprompt
     reply = (await call.say("No thanks, bye"))[-1]
-    assert reply.end_call and call.policy.outcome is None
+    assert reply.end_call and call.policy.outcome == "answered"
     assert await call.say("hello?") == []
 
 

@@ -201,6 +201,8 @@ class ReceptionistPolicy:
         return AgentReply(text=self.ctx.say(phrase), transfer_to=self.ctx.agent.profile.handoff_phone, end_call=True)
 
     def _goodbye(self) -> AgentReply:
+        # A call the agent closed without a task still counts as handled ("answered"); never overrides one.
+        self.ctx.state.settle("answered")
         self.ctx.state.ask = Ask.ENDED
         return AgentReply(text=self.ctx.say("goodbye", business=self.ctx.agent.profile.name), end_call=True)
 

@@ -31,12 +31,41 @@ class TextToSpeech(Protocol):
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+_CLAUSE_END = re.compile(r"(?<=[:;])\s+")
+LONG_SENTENCE_WORDS = 12
+MIN_PIECE_WORDS = 5
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences to synthesize one by one, so the first starts playing before the rest exist."""
-    parts = [p.strip() for p in _SENTENCE_END.split(text.strip())]
-    return [p for p in parts if p]
+    """Pieces to synthesize one by one, so the first starts playing before the rest exist.
+
+    Sentences, and long sentences cut again at clause marks (a colon or semicolon anywhere, a
+    comma only between two pieces of five words or more, so dates and lists stay whole): the
+    first audio of a long reply waits for a few words of synthesis, not the whole sentence."""
+    out: list[str] = []
+    for sentence in (p.strip() for p in _SENTENCE_END.split(text.strip())):
+        if not sentence:
+            continue
+        if len(sentence.split()) < LONG_SENTENCE_WORDS:
+            out.append(sentence)
+            continue
+        for clause in _CLAUSE_END.split(sentence):
+            out.extend(_split_at_commas(clause))
+    return [p for p in out if p]
+
+
+def _split_at_commas(clause: str) -> list[str]:
+    pieces: list[str] = []
+    rest = clause
+    while True:
+        cut = next((m.end() for m in re.finditer(r",\s+", rest)
+                    if len(rest[: m.start()].split()) >= MIN_PIECE_WORDS
+                    and len(rest[m.end():].split()) >= MIN_PIECE_WORDS), None)
+        if cut is None:
+            pieces.append(rest.strip())
+            return pieces
+        pieces.append(rest[:cut].strip())
+        rest = rest[cut:]
 
 
 class PhraseCache:

@@ -80,12 +80,27 @@ def parse_when(
     such as "four" or "2 30" as a time (when the agent just asked for a time).
     """
     today = now.astimezone(tz).date()
-    spoken = numbers_to_digits(text)
+    spoken = split_compact_times(numbers_to_digits(text), bare_time)
     day, rest = _find_day(spoken, today)
     clock = _find_time(rest, bare_time)
     if clock is None:
         return When(day=day)
     return _resolve(clock, day, day or context_day, opening, rest)
+
+
+_COMPACT = r"(1[0-2]|[1-9])([0-5]\d)"
+_COMPACT_CUE = r"at|around|round|about|by|say|it|to|till|until|before|after|for|maybe|try|how about|what about"
+
+
+def split_compact_times(spoken: str, bare_time: bool = False) -> str:
+    """Whisper writes "four thirty" as "430" and "ten forty five" as "1045": split such a number into
+    hour and minutes ("4 30") when it is clearly a time: before am/pm, after a cue word ("at 430",
+    "make it 430"), or anywhere when the agent just asked for a time. Other numbers are kept."""
+    spoken = re.sub(rf"\b{_COMPACT}(?= ?(?:am|pm|o ?'? ?clock)\b)", r"\1 \2", spoken)
+    spoken = re.sub(rf"\b({_COMPACT_CUE}) {_COMPACT}\b(?![:/])", r"\1 \2 \3", spoken)
+    if bare_time:
+        spoken = re.sub(rf"(?<![$/:\d]){_COMPACT}\b(?![:/]|\d| ?(?:dollars|bucks|minutes?|mins?))", r"\1 \2", spoken)
+    return spoken
 
 
 def _resolve(clock: _ClockTime, day: date | None, for_day: date | None, opening: OpeningLookup | None, rest: str) -> When:
@@ -237,13 +252,14 @@ _TIME_PATTERNS: tuple[tuple[str, str], ...] = (
     ("meridiem", r"\b(\d{1,2})(?:[:.](\d{2})| (\d{2}))? ?(am|pm)\b"),
     ("colon", r"\b(\d{1,2}):(\d{2})\b"),
     ("oclock", r"\b(\d{1,2}) ?o ?'? ?clock\b"),
-    ("cue", rf"\b(?:at|around|about|by|after|before|from|for|say) (\d{{1,2}})(?: (\d{{2}}))?\b{_NOT_TIME}"),
+    ("cue", rf"\b(?:at|around|round|about|by|after|before|from|for|say|make it|change it to) (\d{{1,2}})(?: (\d{{2}}))?\b{_NOT_TIME}"),
     ("about", rf"\b(?:what|how) about (\d{{1,2}})(?: (\d{{2}}))?\b{_NOT_TIME}"),
     ("morning", rf"\b(\d{{1,2}})(?: (\d{{2}}))? (?:in the )?(?:morning|afternoon|evening|tonight)\b"),
 )
 _BARE_FILLER = frozenset(
     "um uh ok okay so maybe let's lets say do how about what then please yes yeah sure i guess "
-    "actually make it no can we could you would works instead try".split()
+    "actually make it no can we could you would works instead try "
+    "work fine good great perfect is that that's be will i'll take the for me then thanks thank".split()
 )
 
 

@@ -29,7 +29,7 @@ _PATTERNS: dict[Intent, str] = {
     Intent.HANDOFF: (
         rf"\b(?:talk|speak|chat) (?:to|with) {_PERSON}\b|\b(?:transfer|connect|put) me\b|"
         rf"\b(?:representative|operator|human|real person|live person)\b|^(?:an? )?(?:person|agent|someone)(?: please)?$|"
-        rf"\b(?:get|want|need) {_PERSON}\b"
+        rf"\b(?:get|want|need) {_PERSON}\b(?! (?:to|who|that|for) (?!talk|speak|chat|help|answer))"
     ),
     Intent.CANCEL: r"\bcancel+(?:ing|ed|lation)?\b|\bcall (?:it )?off\b|\bwon't be able to make\b|\bcan't make it\b",
     Intent.RESCHEDULE: (

@@ -24,7 +24,10 @@ def match_service(text: str, services: list[Service]) -> Service | None:
     if not spoken:
         return None
     exact = _exact(spoken, services)
-    return exact if exact is not None else _fuzzy(spoken, services)
+    if exact is not None:
+        return exact
+    fuzzy = _fuzzy(spoken, services)
+    return fuzzy if fuzzy is not None else _sound_alike(spoken, services)
 
 
 def mentions_service(text: str, services: list[Service]) -> bool:
@@ -58,4 +61,33 @@ def _fuzzy(spoken: str, services: list[Service]) -> Service | None:
                 score = max(fuzz.ratio(window, phrase), fuzz.ratio(window.replace(" ", ""), phrase.replace(" ", "")))
                 if score >= FUZZY_THRESHOLD and (best is None or score > best[0]):
                     best = (score, service)
+    return best[1] if best else None
+
+
+def _sound_alike(spoken: str, services: list[Service]) -> Service | None:
+    """A two-word name misheard word by word ("beer turn" for beard trim, "blow drive" for blow dry).
+
+    Only phrases whose first word names a single service count (so "hair done" is never "hair dye"),
+    and each word must still sound close: the head word roughly, the tail nearly exactly ("bird trim")
+    or roughly with the same first letter ("beer turn")."""
+    tokens = spoken.split()
+    pairs = list(zip(tokens, tokens[1:]))
+    heads: dict[str, set[str]] = {}
+    for service in services:
+        for phrase in service_phrases(service):
+            for word in phrase.split():
+                heads.setdefault(word, set()).add(service.id)
+    best: tuple[float, Service] | None = None
+    for service in services:
+        for phrase in service_phrases(service):
+            words = phrase.split()
+            if len(words) != 2 or heads[words[0]] != {service.id}:
+                continue
+            head, tail = words
+            for first, second in pairs:
+                h, t = fuzz.ratio(first, head), fuzz.ratio(second, tail)
+                total = max(fuzz.ratio(f"{first} {second}", phrase), fuzz.ratio(first + second, head + tail))
+                close = h >= 65 and (t >= 80 or (t >= 50 and second[0] == tail[0]))
+                if close and total >= 60 and (best is None or total > best[0]):
+                    best = (total, service)
     return best[1] if best else None

@@ -58,7 +58,8 @@ class BookingFlow:
                 yield reply
                 return
         elif ask is Ask.READ_BACK:
-            if not self.absorb(text):
+            # "No, make it 4:30" (Whisper: "no make it 430") corrects the slot without another question.
+            if not self.absorb(text, bare_time=yes_or_no(text) is not True):
                 answer = yes_or_no(text)
                 if answer is True:
                     async for reply in self.commit():

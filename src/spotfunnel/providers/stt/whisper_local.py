@@ -56,7 +56,7 @@ class WhisperLocalStt:
         segments, _info = shared_model().transcribe(
             audio,
             language="en",
-            beam_size=5,  # measured: beam 5 gets names right that greedy decoding garbles, for ~10% more time
+            beam_size=1,  # measured: beam 5 did not hear names on 8 kHz audio any better and costs more
             temperature=0.0,
             vad_filter=False,
             without_timestamps=True,
