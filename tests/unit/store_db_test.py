@@ -85,3 +85,13 @@ async def test_unique_idempotency_key_is_enforced() -> None:
         await db.run(lambda s: s.add(_sms("a")))
     count = await db.run(lambda s: s.execute(text("select count(*) from sms_messages")).scalar(), write=False)
     assert count == 1
+
+
+async def test_memory_databases_can_be_made_concurrently() -> None:
+    """eval --concurrency makes one fresh database per scenario from several threads at once."""
+    import asyncio
+
+    from spotfunnel.store.db import Database
+
+    dbs = await asyncio.gather(*(asyncio.to_thread(Database.memory) for _ in range(6)))
+    assert len({id(db.engine) for db in dbs}) == 6

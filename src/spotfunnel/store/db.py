@@ -18,6 +18,7 @@ T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _IMMEDIATE = "spotfunnel_sqlite_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_MIGRATION_LOCK = threading.Lock()
 
 
 class Database:
@@ -97,7 +98,8 @@ class Database:
         """Brings the schema to the newest revision (Alembic `upgrade head`), using the packaged migrations."""
         from alembic import command
 
-        with self._serialized(), self.engine.begin() as conn:
+        # Alembic keeps its migration context in module globals: one migration at a time per process.
+        with _MIGRATION_LOCK, self._serialized(), self.engine.begin() as conn:
             cfg = _alembic_config(conn)
             command.upgrade(cfg, "head")
 
