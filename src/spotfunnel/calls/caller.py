@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -80,6 +80,7 @@ class SimulatedCaller:
         self._turn_end_tick = 0
         self._t0 = 0.0
         self._pending_latency: tuple[int, float] | None = None  # (turn slot, wall time speech ended)
+        self.on_reply: Callable[[str, float], None] | None = None  # live latency report (real time only)
 
     def _on_agent_event(self, ev: CallEvent) -> None:
         if ev.kind == "agent_speech_queued" and ev.data.get("reprompt"):
@@ -165,5 +166,8 @@ class SimulatedCaller:
             return
         slot, end_wall = pending
         if self.realtime:
-            self.trace.latencies_ms[slot] = round((time.perf_counter() - end_wall) * 1000, 1)
+            ms = round((time.perf_counter() - end_wall) * 1000, 1)
+            self.trace.latencies_ms[slot] = ms
+            if self.on_reply is not None:
+                self.on_reply(self.trace.said[slot], ms)
         self._pending_latency = None

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from spotfunnel.audio.wav import AudioFileError, read_wav_pcm16k, write_stereo_wav
 from spotfunnel.calls.call import CallRecord, CallSetup
-from spotfunnel.calls.caller import CallerTurn, SimulatedCaller, trim_silence
+from spotfunnel.calls.caller import CallerLine, CallerTurn, SimulatedCaller, trim_silence
 from spotfunnel.calls.lines import open_line
 from spotfunnel.calls.services import embedded_services, fixed_phrases, warm_up
 from spotfunnel.clock import FrozenClock, SystemClock
@@ -40,6 +40,7 @@ async def place_call(*, say: list[str], wavs: list[Path], server: str | None, te
     record = CallRecord(call_id=f"cli-{uuid.uuid4().hex[:8]}")
     record.events.subscribe(lambda ev: _show(ev, console))
     setup = CallSetup(agent=agent, db=db, clock=clock)
+    line: CallerLine
     if server:
         from spotfunnel.transports.twilio_peer import TwilioPeer
 
@@ -53,11 +54,10 @@ async def place_call(*, say: list[str], wavs: list[Path], server: str | None, te
         console.print(f"[dim]calling {url} (the agent's words are on the server's log)[/]")
     else:
         line, agent_side = await open_line("local", services, setup, record, caller_id, lockstep=fast)
-    trace = await SimulatedCaller(line, turns, record.events, realtime=not fast).run()
+    caller = SimulatedCaller(line, turns, record.events, realtime=not fast)
+    caller.on_reply = lambda said, ms: console.print(f"[cyan]  latency[/] {ms:.0f} ms after {said!r}")
+    trace = await caller.run()
     await asyncio.wait_for(agent_side, 30)
-    for said, ms in zip(trace.said, trace.latencies_ms):
-        console.print(f"[cyan]turn[/] {said!r}: agent answered after "
-                      f"{'n/a' if ms is None else f'{ms:.0f} ms'}")
     if not server:
         await OutboxWorker(db, default_handlers(db, SmsSink(db))).run_until_idle()
         console.print(f"[bold]outcome:[/] {record.outcome}")
