@@ -34,10 +34,8 @@ if str(REPO_ROOT / "src") not in sys.path:  # runnable without an installed pack
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
 from spotfunnel.calls.eval import Evaluator, ScenarioResult  # noqa: E402
-from spotfunnel.calls.eval_cli import load_all, loopback_server  # noqa: E402
+from spotfunnel.calls.eval_cli import load_all, loopback_server, warmed_services  # noqa: E402
 from spotfunnel.calls.scenario import Scenario  # noqa: E402
-from spotfunnel.calls.services import embedded_services, fixed_phrases, warm_up  # noqa: E402
-from spotfunnel.conversation.agent import AgentConfigError, load_agent  # noqa: E402
 from spotfunnel.observability.logging import configure_logging  # noqa: E402
 
 TARGET_P50_MS = 1000.0
@@ -122,12 +120,7 @@ class Run:
 async def run_benchmark(scenarios: list[Scenario], transport: str, repeat: int,
                         console: Console) -> tuple[list[Run], LoopLagProbe, float]:
     t0 = time.perf_counter()
-    services = embedded_services()
-    phrases: list[str] = []
-    for tenant in sorted({s.tenant for s in scenarios}):
-        with contextlib.suppress(AgentConfigError):
-            phrases += fixed_phrases(load_agent(tenant))
-    await warm_up(services, phrases)
+    services = await warmed_services(scenarios)
     warm_s = time.perf_counter() - t0
     console.print(f"models warmed up in {warm_s:.1f} s; running {len(scenarios)} scenario(s) x {repeat} "
                   f"in real time over the {transport} transport", highlight=False)

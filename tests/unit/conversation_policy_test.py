@@ -50,6 +50,37 @@ async def test_correction_at_read_back() -> None:
     assert [b.start for b in call.ledger.bookings.values()] == [local(FRI, 16, 30)]
 
 
+async def test_correction_at_read_back_with_whisper_compact_time() -> None:
+    call = Call(NOW)
+    for turn in ("I'd like a haircut on Friday at 3pm.", "Thomas Anderson.", "Yes, that number is good."):
+        await call.text(turn)
+    again = await call.text("No, make it 430.")
+    assert again == "Just to confirm: a haircut on Friday, December 11 at 4:30 PM for Thomas Anderson. Is that right?"
+    await call.text("Yes.")
+    assert [b.start for b in call.ledger.bookings.values()] == [local(FRI, 16, 30)]
+
+
+async def test_bare_no_time_at_read_back_still_asks_what_to_change() -> None:
+    call = Call(NOW)
+    for turn in ("I'd like a haircut on Friday at 3pm.", "Thomas Anderson.", "Yes."):
+        await call.text(turn)
+    assert "What should I change" in await call.text("No, that's not right.")
+
+
+async def test_pick_an_offered_time_said_as_a_compact_number() -> None:
+    call = Call(NOW)
+    reply = await call.text("I'd like to book hair color on Thursday at 5 p.m.")
+    assert "past our closing time" in reply and "4:30 PM" in reply
+    assert "full name" in await call.text("430 is fine.")
+    assert call.policy.ctx.state.draft.start(call.agent.profile.tz) == local(date(2026, 12, 10), 16, 30)
+
+
+async def test_need_someone_to_trim_my_beard_books() -> None:
+    call = Call(NOW)
+    assert "What day and time" in await call.text("Hi, I need someone to trim my beard.")
+    assert call.policy.outcome is None and call.policy.ctx.state.draft.service_id == "beard-trim"
+
+
 async def test_plain_no_at_read_back_asks_what_to_change() -> None:
     call = Call(NOW)
     for turn in ("I'd like a haircut on Friday at 2", "Maria Lopez", "yes"):

@@ -128,3 +128,23 @@ def test_dst_fall_back() -> None:
 def test_skipped_wall_time_moves_forward() -> None:
     start = local_instant(date(2026, 3, 8), time(2, 30), LA)
     assert (start.hour, start.minute) == (3, 30)
+
+
+@pytest.mark.parametrize(
+    "text, bare, at",
+    [
+        ("1045 works.", True, time(10, 45)),  # Whisper writes "ten forty five" as "1045"
+        ("430 is fine.", True, time(16, 30)),
+        ("No, make it 430.", False, time(16, 30)),
+        ("Can we do it at 1130?", False, time(11, 30)),
+        ("How about 245 pm", False, time(14, 45)),
+        ("Round 3.", False, time(15)),  # "around three" with the "a" swallowed
+    ],
+)
+def test_compact_whisper_times(text: str, bare: bool, at: time) -> None:
+    assert when(text, context_day=date(2026, 12, 11), bare_time=bare).time == at
+
+
+@pytest.mark.parametrize("text", ["Is that 1200 Maple Street?", "Is it $120?", "Friday at 2026", "call me on 4155550133"])
+def test_compact_time_needs_a_time_context(text: str) -> None:
+    assert when(text).time is None

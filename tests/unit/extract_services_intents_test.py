@@ -88,3 +88,38 @@ def test_neither_yes_nor_no(text: str) -> None:
 @pytest.mark.parametrize("text", ["bye", "Goodbye!", "no, that's all", "Nope that's it", "I'm all set, thanks"])
 def test_goodbye(text: str) -> None:
     assert is_goodbye(text)
+
+
+@pytest.mark.parametrize(
+    "text, service_id",
+    [
+        ("Can I get a beer turn this Saturday at noon?", "beard-trim"),  # Whisper on "beard trim"
+        ("a bird trim please", "beard-trim"),
+        ("Could I book a blow drive for Thursday afternoon?", "blowout"),
+        ("I'd like it blow dried", "blowout"),
+    ],
+)
+def test_service_misheard_word_by_word(text: str, service_id: str) -> None:
+    service = match_service(text, SERVICES)
+    assert service is not None and service.id == service_id
+
+
+@pytest.mark.parametrize(
+    "text", ["I'd like a beer tonight", "I was bored today", "Brian Turner", "bear that in mind", "blow my mind"]
+)
+def test_sound_alike_needs_both_words_close(text: str) -> None:
+    assert match_service(text, SERVICES) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["Hi, I need someone to trim my beard.", "Can I get someone for a haircut?", "I need somebody to cut my hair"]
+)
+def test_someone_to_do_a_service_is_not_a_handoff(text: str) -> None:
+    assert Intent.HANDOFF not in detect_intents(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["I need someone to talk to", "I want someone to help me", "I need a person", "Can I talk to a person?"]
+)
+def test_asking_for_someone_still_hands_off(text: str) -> None:
+    assert Intent.HANDOFF in detect_intents(text)

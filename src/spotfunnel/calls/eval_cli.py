@@ -26,6 +26,17 @@ def load_all(paths: list[Path]) -> list[Scenario]:
     return scenarios
 
 
+async def warmed_services(scenarios: list[Scenario]) -> CallServices:
+    """The embedded engines, loaded, with the fixed phrases of every tenant the scenarios call cached."""
+    services = embedded_services()
+    phrases: list[str] = []
+    for tenant in sorted({s.tenant for s in scenarios}):
+        with contextlib.suppress(AgentConfigError):  # an unknown tenant fails its scenario later, clearly
+            phrases += fixed_phrases(load_agent(tenant))
+    await warm_up(services, phrases)
+    return services
+
+
 @contextlib.asynccontextmanager
 async def loopback_server(services: CallServices) -> AsyncIterator[tuple[str, Any]]:
     """The real server app on 127.0.0.1 (random port) in this process, for the twilio transport."""
@@ -59,12 +70,7 @@ async def run_eval(paths: list[Path], *, fast: bool, as_json: bool, concurrency:
     if transport not in ("local", "twilio"):
         console.print(f"[red]unknown transport {transport!r}; use local or twilio[/]")
         return 2
-    services = embedded_services()
-    phrases: list[str] = []
-    for tenant in sorted({s.tenant for s in scenarios}):
-        with contextlib.suppress(AgentConfigError):
-            phrases += fixed_phrases(load_agent(tenant))
-    await warm_up(services, phrases)
+    services = await warmed_services(scenarios)
     if transport == "twilio":
         async with loopback_server(services) as (url, directory):
             ev = Evaluator(services, transport, fast, wav_dir, server_url=url, directory=directory)

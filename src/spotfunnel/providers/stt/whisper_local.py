@@ -2,30 +2,30 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from spotfunnel.providers.models import whisper_base_dir
+from spotfunnel.providers.models import SharedModel, whisper_base_dir
 from spotfunnel.voice.speech_io import Transcript
 
-_model: Any = None
-_model_lock = threading.Lock()
 # One worker: on 2 cores a single decode using both cores beats two decodes fighting for them.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
 
 
+def _load_whisper() -> Any:
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(str(whisper_base_dir()), device="cpu", compute_type="int8", cpu_threads=2)
+
+
+_whisper: SharedModel[Any] = SharedModel(_load_whisper)
+
+
 def shared_model() -> Any:
     """The process-wide Whisper model, loaded on first use and shared by every call."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            from faster_whisper import WhisperModel
-
-            _model = WhisperModel(str(whisper_base_dir()), device="cpu", compute_type="int8", cpu_threads=2)
-        return _model
+    return _whisper.get()
 
 
 def _prompt(vocabulary: list[str]) -> str:

@@ -2,29 +2,30 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator
 
 import numpy as np
 
 from spotfunnel.audio.frames import SAMPLE_RATE
-from spotfunnel.providers.models import piper_voice_paths
+from spotfunnel.providers.models import SharedModel, piper_voice_paths
 
-_voice: Any = None
-_voice_lock = threading.Lock()
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
 
 
-def shared_voice() -> Any:
-    global _voice
-    with _voice_lock:
-        if _voice is None:
-            from piper import PiperVoice
+def _load_piper() -> Any:
+    from piper import PiperVoice
 
-            model, config = piper_voice_paths()
-            _voice = PiperVoice.load(str(model), config_path=str(config))
-        return _voice
+    model, config = piper_voice_paths()
+    return PiperVoice.load(str(model), config_path=str(config))
+
+
+_piper: SharedModel[Any] = SharedModel(_load_piper)
+
+
+def shared_voice() -> Any:
+    """The process-wide piper voice, loaded on first use and shared by every call."""
+    return _piper.get()
 
 
 class PiperLocalTts:
