@@ -23,6 +23,7 @@ from spotfunnel.voice.endpointing import TurnTaking
 from spotfunnel.voice.events import EventLog
 from spotfunnel.voice.playout import SpeechHandle
 from spotfunnel.voice.session import VoiceSession, VoiceTurn
+from spotfunnel.voice.vad import FrameVad
 
 log = structlog.get_logger(__name__)
 
@@ -133,13 +134,15 @@ async def _run_started(transport: Transport, services: CallServices, resolve: Ca
         return
     record.tenant_id = setup.agent.profile.id
     record.started_at = setup.clock.now()
-    await Conversation(transport, services, setup, record).run()
+    vad = await asyncio.to_thread(services.vad_factory)  # loading the VAD model takes ~75 ms: off the loop
+    await Conversation(transport, services, setup, record, vad).run()
 
 
 class Conversation:
     """Runs the voice session and the policy side by side for one call."""
 
-    def __init__(self, transport: Transport, services: CallServices, setup: CallSetup, record: CallRecord) -> None:
+    def __init__(self, transport: Transport, services: CallServices, setup: CallSetup, record: CallRecord,
+                 vad: FrameVad) -> None:
         agent = setup.agent
         tt = agent.turn_taking
         self.transport, self.setup, self.record = transport, setup, record
@@ -148,7 +151,7 @@ class Conversation:
         self.policy = ReceptionistPolicy(agent, ledger, setup.clock, caller_id=record.caller_id,
                                          call_id=record.call_id, trace_id=self.trace_id)
         settings = TurnTaking(silence_ms=tt.silence_ms, early_pause_ms=tt.early_pause_ms)
-        self.session = VoiceSession(transport, services.stt, services.tts, services.vad_factory(), settings,
+        self.session = VoiceSession(transport, services.stt, services.tts, vad, settings,
                                     vocabulary=stt_prompt_terms(agent), events=record.events, no_input_ms=tt.no_input_ms)
         self.session.completes_answer = self.policy.completes_answer
         self._heard_tasks: list[asyncio.Task[None]] = []

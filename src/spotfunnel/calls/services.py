@@ -1,6 +1,7 @@
 """The process-wide engines every call shares: STT, TTS (with its phrase cache) and the VAD factory."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -36,8 +37,16 @@ async def warm_up(services: CallServices, phrases: list[str]) -> None:
     from spotfunnel.providers.stt.whisper_local import WhisperLocalStt
 
     await WhisperLocalStt().warm_up()
+    await asyncio.to_thread(_warm_date_parser)
     if isinstance(services.tts, CachedSpeech):
         await services.tts.prewarm(phrases)
+
+
+def _warm_date_parser() -> None:
+    """dateparser loads its language data on first use (~0.3 s): do it before a caller waits on it."""
+    import dateparser
+
+    dateparser.parse("next Friday at 3 pm", languages=["en"])
 
 
 def fixed_phrases(agent: "AgentConfig") -> list[str]:
