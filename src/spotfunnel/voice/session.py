@@ -135,7 +135,7 @@ class VoiceSession:
                     self.events.emit("hangup", reason=item.reason)
                     break
         finally:
-            self.interrupt_speech("call ended")
+            self.playout.interrupt()  # the line is gone: settle every speech with what was heard
             for task in list(self._work):
                 task.cancel()
             self.ended.set()
