@@ -29,6 +29,7 @@ class ScriptedStt:
     """Returns the scripted texts in order; optionally takes `delay_s` of wall time."""
 
     name = "scripted"
+    typical_latency_ms = 0
 
     def __init__(self, texts: list[str], delay_s: float = 0.0) -> None:
         self.texts = list(texts)

@@ -49,7 +49,7 @@ class CallerVoice:
     def __init__(self, services: CallServices) -> None:
         from spotfunnel.providers.tts.piper_local import PiperLocalTts
 
-        self._tts = PiperLocalTts(length_scale=1.08, noise_scale=0.0)  # deterministic: same audio every run
+        self._tts = PiperLocalTts(length_scale=1.08, noise_scale=0.0, noise_w_scale=0.0)  # deterministic: same audio every run
         self._cache: dict[str, bytes] = {}
 
     async def turn_audio(self, scenario: Scenario, index: int) -> bytes:

@@ -45,7 +45,8 @@ async def loopback_server(services: CallServices) -> AsyncIterator[tuple[str, An
     from spotfunnel.api.app import create_app
     from spotfunnel.store.db import Database
 
-    app = create_app(Database("sqlite://"), services=services, run_worker=False)
+    # loopback only: the simulated Twilio peer does not sign its requests
+    app = create_app(Database("sqlite://"), services=services, run_worker=False, twilio_auth_token="")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -71,7 +71,7 @@ async def place_call(*, say: list[str], wavs: list[Path], server: str | None, te
 async def _turns(say: list[str], wavs: list[Path], console: Console) -> list[CallerTurn] | None:
     from spotfunnel.providers.tts.piper_local import PiperLocalTts
 
-    voice = PiperLocalTts(length_scale=1.08, noise_scale=0.0)
+    voice = PiperLocalTts(length_scale=1.08, noise_scale=0.0, noise_w_scale=0.0)
     turns = []
     for text in say:
         pcm = b"".join([c async for c in voice.synthesize(text)])

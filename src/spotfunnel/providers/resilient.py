@@ -15,6 +15,7 @@ class ResilientStt:
         self.chain: FallbackChain[SpeechToText] = FallbackChain(
             [(p.name, p, CircuitBreaker(f"stt:{p.name}")) for p in providers], name="stt")
         self.name = "+".join(p.name for p in providers)
+        self.typical_latency_ms = providers[0].typical_latency_ms if providers else 0
 
     async def transcribe(self, pcm: bytes, *, vocabulary: list[str]) -> Transcript:
         return await self.chain.call(lambda p: p.transcribe(pcm, vocabulary=vocabulary))

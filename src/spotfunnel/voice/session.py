@@ -18,8 +18,6 @@ from spotfunnel.voice.vad import FrameVad
 
 log = structlog.get_logger(__name__)
 
-LOCKSTEP_STT_MS = 500  # what one recognition costs on the embedded engine (2 cores), for lockstep runs
-
 
 @dataclass
 class TurnTiming:
@@ -223,10 +221,11 @@ class VoiceSession:
         spec = self._spec
         if spec is None or spec.task is not task or task.cancelled() or task.exception() is not None:
             return
-        # In lockstep audio time stands still while recognition runs; charge it a fixed, typical
+        # In lockstep audio time stands still while recognition runs; charge the engine's typical
         # duration in frames, so a fast simulated call decides as a real-time one would, and the
         # same way on every run (charging the measured time made results depend on machine load).
-        cost = self.settings.frames(LOCKSTEP_STT_MS) if self.transport.lockstep else 0
+        typical = self.stt.typical_latency_ms
+        cost = self.settings.frames(typical) if self.transport.lockstep and typical > 0 else 0
         spec.ready_frame = spec.start_frame + cost
         self._maybe_end_early()
 

@@ -18,6 +18,8 @@ class SpeechToText(Protocol):
     """Turns one utterance (PCM16 16 kHz) into text, biased towards a vocabulary."""
 
     name: str
+    #: what one short utterance usually takes; lockstep (fast) calls charge it in audio time
+    typical_latency_ms: int
 
     async def transcribe(self, pcm: bytes, *, vocabulary: list[str]) -> Transcript: ...
 

@@ -33,9 +33,11 @@ class PiperLocalTts:
 
     name = "piper-joe"
 
-    def __init__(self, length_scale: float | None = None, noise_scale: float | None = None) -> None:
+    def __init__(self, length_scale: float | None = None, noise_scale: float | None = None,
+                 noise_w_scale: float | None = None) -> None:
         self._length_scale = length_scale
         self._noise_scale = noise_scale
+        self._noise_w_scale = noise_w_scale
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -48,7 +50,8 @@ class PiperLocalTts:
         from piper import SynthesisConfig
 
         voice = shared_voice()
-        config = SynthesisConfig(length_scale=self._length_scale, noise_scale=self._noise_scale)
+        config = SynthesisConfig(length_scale=self._length_scale, noise_scale=self._noise_scale,
+                                 noise_w_scale=self._noise_w_scale)
         chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=config)]
         if not chunks:
             return b""
