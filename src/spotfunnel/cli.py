@@ -1,4 +1,4 @@
-"""The `spotfunnel` command: serve, call, eval."""
+"""The `spotfunnel` command: serve, call, eval, doctor."""
 from __future__ import annotations
 
 import asyncio
@@ -76,6 +76,19 @@ def eval_(
     code = asyncio.run(run_eval(paths, fast=fast, as_json=as_json, concurrency=concurrency, transport=transport,
                                 wav_dir=wav_dir, out=sys.stdout, console=console))
     raise typer.Exit(code)
+
+
+@app.command()
+def doctor(
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="check only this tenant (default: all)"),
+    tenants_dir: Optional[Path] = typer.Option(None, "--tenants-dir", help="folder of tenant overlays"),
+) -> None:
+    """Check the deployment: tenant config and numbers, local models, credentials, codec round trips."""
+    from spotfunnel.ops.doctor import render, run_doctor
+
+    report = run_doctor(tenant=tenant, tenants_dir=tenants_dir)
+    render(report, Console())
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -8,9 +8,10 @@ from typing import AsyncIterator
 from xml.sax.saxutils import quoteattr
 
 import structlog
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, Response
 
+from spotfunnel.api.security import TwilioSignatureVerifier, public_url
 from spotfunnel.calls.call import CallSetup, CallSetupError, run_call
 from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.calls.services import CallServices, embedded_services, fixed_phrases, warm_up
@@ -36,14 +37,21 @@ class ServerState:
     worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def create_app(db: Database, services: CallServices | None = None, run_worker: bool = True) -> FastAPI:
-    """The server app over one database; models load at start-up, before the first call."""
+def create_app(db: Database, services: CallServices | None = None, run_worker: bool = True,
+               twilio_auth_token: str | None = None) -> FastAPI:
+    """The server app over one database; models load at start-up, before the first call.
+
+    Twilio webhooks are verified with `twilio_auth_token` (None: env TWILIO_AUTH_TOKEN; unset or
+    '': not verified, with a warning at start-up).
+    """
     svc = services or embedded_services()
+    verifier = TwilioSignatureVerifier.configured(twilio_auth_token)
     directory = CallDirectory(default_setup=lambda agent: CallSetup(agent=agent, db=db, clock=SystemClock()))
     state = ServerState(db=db, services=svc, directory=directory)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        verifier.warn_if_disabled()
         await asyncio.to_thread(db.migrate)
         worker = None
         if run_worker:
@@ -64,7 +72,7 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
     async def healthz() -> dict[str, object]:
         return {"status": "ok" if state.ready else "starting", "active_calls": state.active_calls}
 
-    @app.post("/twilio/voice")
+    @app.post("/twilio/voice", dependencies=[Depends(verifier.require_http)])
     async def voice_webhook(request: Request) -> Response:
         form = await request.form()
         caller, called = str(form.get("From", "")), str(form.get("To", ""))
@@ -74,12 +82,12 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
         except CallSetupError as exc:
             log.warning("twilio.voice.unknown_number", called=called, reason=str(exc))
             return _twiml("<Say>Sorry, this number is not in service.</Say><Hangup/>")
-        ws_url = str(request.url_for("twilio_media")).replace("http://", "ws://").replace("https://", "wss://")
+        ws_url = public_url(request.url_for("twilio_media"), request.headers, websocket=True)
         params = "".join(f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>"
                          for k, v in (("tenant", agent.profile.id), ("caller", caller)))
         return _twiml(f"<Connect><Stream url={quoteattr(ws_url)}>{params}</Stream></Connect>")
 
-    @app.websocket("/twilio/media", name="twilio_media")
+    @app.websocket("/twilio/media", name="twilio_media", dependencies=[Depends(verifier.require_websocket)])
     async def twilio_media(websocket: WebSocket) -> None:
         await websocket.accept()
         transport = TwilioTransport(websocket)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Protocol
 
 from spotfunnel.audio.frames import FRAME_BYTES, split_frames
 from spotfunnel.audio.g711 import ulaw_decode, ulaw_encode
+from spotfunnel.audio.profiles import TWILIO_MEDIA_STREAMS, EncodingIssue, StreamCheck, count_issue
 from spotfunnel.audio.resample import SteadyResampler
 from spotfunnel.transports.base import (
     AudioIn,
@@ -27,7 +28,6 @@ __all__ = ["ControlRequest", "TwilioTransport", "WebSocketLike"]
 log = logging.getLogger(__name__)
 
 TWILIO_RATE = 8000
-TWILIO_ENCODING = "audio/x-mulaw"
 MULAW_FRAME_BYTES = TWILIO_RATE * 20 // 1000  # 160 bytes = 20 ms of mu-law at 8 kHz
 
 
@@ -118,6 +118,7 @@ class TwilioTransport:
         self._downsampler = SteadyResampler(16_000, TWILIO_RATE)
         self._seq = _Order("sequenceNumber")
         self._chunks = _Order("media chunk")
+        self._stream_check = StreamCheck(TWILIO_MEDIA_STREAMS)
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "connected": self._on_connected,
             "start": self._on_start,
@@ -202,13 +203,14 @@ class TwilioTransport:
         if not isinstance(stream_sid, str) or not stream_sid:
             self._issue("start message without streamSid ignored (cannot send audio back without it)")
             return
-        problem = self._media_format_problem(start.get("mediaFormat"))
-        if problem:
-            self._issue(problem)
+        call_sid = str(start.get("callSid") or stream_sid)
+        format_issues = self._stream_check.check_declared(start.get("mediaFormat"))
+        if format_issues:
+            problem = self._encoding_issue(format_issues[0], call_sid)
             self._finish(f"rejected: {problem}")
             return
         self.stream_sid = stream_sid
-        self.call_sid = str(start.get("callSid") or stream_sid)
+        self.call_sid = call_sid
         params = _str_params(start.get("customParameters"))
         self.custom_parameters = params
         if params.get("lockstep") == "1":
@@ -221,15 +223,12 @@ class TwilioTransport:
             params=params,
         ))
 
-    @staticmethod
-    def _media_format_problem(fmt: Any) -> str | None:
-        if not isinstance(fmt, dict):
-            return "start message has no mediaFormat; expected audio/x-mulaw 8000 Hz mono"
-        encoding, rate, channels = fmt.get("encoding"), _as_int(fmt.get("sampleRate")), _as_int(fmt.get("channels"))
-        if encoding == TWILIO_ENCODING and rate == TWILIO_RATE and channels == 1:
-            return None
-        return (f"unsupported media format {encoding!r} {rate} Hz {channels} channel(s); "
-                f"SpotFunnel's Twilio transport expects {TWILIO_ENCODING} 8000 Hz mono")
+    def _encoding_issue(self, issue: EncodingIssue, call_sid: str | None = None) -> str:
+        """Count an encoding problem and queue it as a ProtocolIssue naming the call; returns the message."""
+        count_issue("twilio", issue)
+        message = f"call {call_sid or self.call_sid}: {issue.message}"
+        self._issue(message)
+        return message
 
     def _on_media(self, msg: dict[str, Any]) -> None:
         if not self.started:
@@ -248,6 +247,8 @@ class TwilioTransport:
             self._issue("media payload is not valid base64, ignored")
             return
         self.stats["media_in"] += 1
+        for issue in self._stream_check.add_payload(payload):
+            self._encoding_issue(issue)
         self._mulaw_in += payload
         while len(self._mulaw_in) >= MULAW_FRAME_BYTES:
             chunk = bytes(self._mulaw_in[:MULAW_FRAME_BYTES])
@@ -283,6 +284,8 @@ class TwilioTransport:
         if self._ended is not None:
             return
         if self.started:
+            log.debug("twilio stream %s (call %s): %s", self.stream_sid, self.call_sid,
+                      self._stream_check.size_report())
             tail = self._upsampler.process(ulaw_decode(bytes(self._mulaw_in))) if self._mulaw_in else b""
             self._mulaw_in.clear()
             self._queue_audio(tail + self._upsampler.flush())
