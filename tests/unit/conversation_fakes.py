@@ -16,7 +16,7 @@ from spotfunnel.conversation.policy import AgentReply, UserTurn
 from spotfunnel.conversation.receptionist import ReceptionistPolicy
 from spotfunnel.store.ledger import BookingNotFound, BookingRecord, SlotCheck, SlotUnavailable
 
-SCENARIOS = Path("/work/shared/scenarios/examples")
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "examples"  # copies of shared/scenarios/examples
 
 
 class FakeLedger:
