@@ -139,12 +139,16 @@ def test_skipped_wall_time_moves_forward() -> None:
         ("Can we do it at 1130?", False, time(11, 30)),
         ("How about 245 pm", False, time(14, 45)),
         ("Round 3.", False, time(15)),  # "around three" with the "a" swallowed
+        ("for next Tuesday at 10M.", False, time(10)),  # "ten am" with the "a" swallowed
+        ("Tomorrow, what to in the afternoon?", False, time(14)),  # "at two in the afternoon"
     ],
 )
 def test_compact_whisper_times(text: str, bare: bool, at: time) -> None:
     assert when(text, context_day=date(2026, 12, 11), bare_time=bare).time == at
 
 
-@pytest.mark.parametrize("text", ["Is that 1200 Maple Street?", "Is it $120?", "Friday at 2026", "call me on 4155550133"])
+@pytest.mark.parametrize(
+    "text", ["Is that 1200 Maple Street?", "Is it $120?", "Friday at 2026", "call me on 4155550133", "I want to come in to get a cut"]
+)
 def test_compact_time_needs_a_time_context(text: str) -> None:
     assert when(text).time is None

@@ -95,7 +95,10 @@ _COMPACT_CUE = r"at|around|round|about|by|say|it|to|till|until|before|after|for|
 def split_compact_times(spoken: str, bare_time: bool = False) -> str:
     """Whisper writes "four thirty" as "430" and "ten forty five" as "1045": split such a number into
     hour and minutes ("4 30") when it is clearly a time: before am/pm, after a cue word ("at 430",
-    "make it 430"), or anywhere when the agent just asked for a time. Other numbers are kept."""
+    "make it 430"), or anywhere when the agent just asked for a time. Other numbers are kept.
+    Also repairs two phone-line slips: "10M" (the "a" of "am" lost) and "to in the afternoon"."""
+    spoken = re.sub(r"\b(\d{1,2})m\b", r"\1", spoken)  # "ten am" heard as "10M": keep the hour, settle am/pm later
+    spoken = re.sub(r"\b(?:to|too)(?= (?:am|pm|in the (?:morning|afternoon|evening)|o ?'? ?clock)\b)", "2", spoken)
     spoken = re.sub(rf"\b{_COMPACT}(?= ?(?:am|pm|o ?'? ?clock)\b)", r"\1 \2", spoken)
     spoken = re.sub(rf"\b({_COMPACT_CUE}) {_COMPACT}\b(?![:/])", r"\1 \2 \3", spoken)
     if bare_time:
