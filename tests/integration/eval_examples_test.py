@@ -26,3 +26,15 @@ async def test_examples_pass(transport: str) -> None:
     booked = next(r for r in report["results"] if r["name"] == "new-booking-basic")
     agent_lines = [t["text"] for t in booked["transcript"] if t["role"] == "agent"]
     assert any("Thursday, December 10" in line for line in agent_lines)  # the read-back was heard
+
+
+async def test_more_phrasings_and_flows_pass() -> None:
+    """Twenty more calls: synonyms, closed days, corrections, reschedule, questions, hand-off, DST weeks."""
+    out = io.StringIO()
+    code = await run_eval([EXAMPLES.parent / "more", EXAMPLES.parent / "barge"], fast=True, as_json=True,
+                          concurrency=2, transport="local", wav_dir=None, out=out,
+                          console=Console(file=io.StringIO()))
+    report = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert report["scenarios"] >= 21
+    assert report["failed"] == [], out.getvalue()
+    assert code == 0

@@ -208,6 +208,7 @@ class VoiceSession:
 
     def _speculate(self) -> None:
         audio = self.detector.take_audio()
+        self.events.emit("speculation_started")
         task = self._spawn(self._recognise(audio), name="speculation")
         self._spec = _Speculation(task, self.frame)
         task.add_done_callback(self._on_speculation_done)
@@ -216,6 +217,7 @@ class VoiceSession:
         if self._spec is not None:
             self._spec.task.cancel()
             self._spec = None
+            self.events.emit("speculation_dropped")
 
     def _on_speculation_done(self, task: asyncio.Task[Any]) -> None:
         spec = self._spec

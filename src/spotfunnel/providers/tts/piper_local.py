@@ -57,4 +57,15 @@ class PiperLocalTts:
             return b""
         audio = np.concatenate(chunks)
         audio16k = soxr.resample(audio, voice.config.sample_rate, SAMPLE_RATE, quality="HQ")
-        return (np.clip(audio16k, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        return (np.clip(_trim_lead(audio16k), -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+LEAD_KEEP = SAMPLE_RATE // 100  # keep 10 ms before the voice starts
+
+
+def _trim_lead(audio: np.ndarray) -> np.ndarray:
+    """Piper starts each sentence with 40-60 ms of near-silence; the caller would wait through it."""
+    loud = np.flatnonzero(np.abs(audio) > 0.003)  # about -50 dBFS
+    if len(loud) == 0:
+        return audio
+    return audio[max(0, int(loud[0]) - LEAD_KEEP):]
