@@ -20,7 +20,7 @@ from spotfunnel.store.ledger import BookingLedger
 from spotfunnel.store.outbox import enqueue_now
 from spotfunnel.transports.base import CallStarted, Hangup, Transport
 from spotfunnel.voice.endpointing import TurnTaking
-from spotfunnel.voice.events import EventLog
+from spotfunnel.voice.events import CallEvent, EventLog
 from spotfunnel.voice.playout import SpeechHandle
 from spotfunnel.voice.session import VoiceSession, VoiceTurn
 from spotfunnel.voice.vad import FrameVad
@@ -135,7 +135,21 @@ async def _run_started(transport: Transport, services: CallServices, resolve: Ca
     record.tenant_id = setup.agent.profile.id
     record.started_at = setup.clock.now()
     vad = await asyncio.to_thread(services.vad_factory)  # loading the VAD model takes ~75 ms: off the loop
+    bound = log.bind(call_id=record.call_id, tenant=record.tenant_id)
+    record.events.subscribe(lambda ev: _log_event(bound, ev))
     await Conversation(transport, services, setup, record, vad).run()
+    bound.info("call.ended", outcome=record.outcome, duration_s=record.duration_s,
+               turn_latency_ms=[round(x.total) for x in record.latencies], error=record.error)
+
+
+def _log_event(bound: Any, ev: CallEvent) -> None:
+    """The live transcript in the server log: what the caller said, what the agent said or was cut off."""
+    if ev.kind == "caller_turn" and ev.data.get("text"):
+        bound.info("call.caller", text=ev.data["text"], early=ev.data.get("early", False))
+    elif ev.kind == "agent_speech_queued":
+        bound.info("call.agent", text=ev.data.get("text"))
+    elif ev.kind == "agent_interrupted":
+        bound.info("call.agent_interrupted", heard=ev.data.get("heard"))
 
 
 class Conversation:
