@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-import numpy as np
-
 from spotfunnel.audio.frames import FRAME_MS, SILENCE_FRAME, split_frames
+from spotfunnel.audio.levels import rms_dbfs
 from spotfunnel.voice.events import CallEvent, EventLog
 
 QUIET_MS = 700  # the agent counts as quiet after this long without its audio
@@ -45,25 +45,21 @@ class CallerTrace:
     ended_by: str = ""
 
 
+AUDIBLE_DBFS = 20 * math.log10(80 / 32768)  # about -52 dBFS: agent audio the caller hears
+VOICE_DBFS = 20 * math.log10(150 / 32768)  # about -47 dBFS: where a recorded voice starts and stops
+
+
 def _is_audible(frame: bytes | None) -> bool:
-    if not frame:
-        return False
-    samples = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
-    return float(np.sqrt(np.mean(samples * samples))) > 80.0  # about -52 dBFS
+    return bool(frame) and rms_dbfs(frame or b"") > AUDIBLE_DBFS
 
 
-def trim_silence(pcm: bytes, threshold: float = 150.0) -> bytes:
+def trim_silence(pcm: bytes, threshold_dbfs: float = VOICE_DBFS) -> bytes:
     """Cut leading and trailing near-silence, so 'end of speech' is when the voice stops."""
     frames = split_frames(pcm)
-    loud = [i for i, f in enumerate(frames) if _rms(f) > threshold]
+    loud = [i for i, f in enumerate(frames) if rms_dbfs(f) > threshold_dbfs]
     if not loud:
         return pcm
     return b"".join(frames[loud[0] : loud[-1] + 1])
-
-
-def _rms(frame: bytes) -> float:
-    s = np.frombuffer(frame, dtype=np.int16).astype(np.float32)
-    return float(np.sqrt(np.mean(s * s))) if len(s) else 0.0
 
 
 class SimulatedCaller:

@@ -6,6 +6,7 @@ from typing import Protocol
 import numpy as np
 
 from spotfunnel.audio.frames import SAMPLE_RATE
+from spotfunnel.audio.levels import rms_dbfs
 
 
 class FrameVad(Protocol):
@@ -50,10 +51,7 @@ class EnergyFrameVad:
         self._threshold = threshold_dbfs
 
     def probability(self, frame: bytes) -> float:
-        samples = np.frombuffer(frame, dtype=np.int16).astype(np.float64)
-        rms = float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
-        dbfs = 20 * np.log10(max(rms, 1e-9) / 32768.0)
-        return 1.0 if dbfs > self._threshold else 0.0
+        return 1.0 if rms_dbfs(frame) > self._threshold else 0.0
 
     def reset(self) -> None:
         return None
