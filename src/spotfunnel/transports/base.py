@@ -36,6 +36,14 @@ class MarkPlayed:
 
 
 @dataclass(frozen=True)
+class AnsweredBy:
+    """Who picked up an outbound call, as the provider's answering-machine detection decided."""
+
+    kind: str  # "human" | "machine" | "fax" | "unknown"
+    detail: str = ""  # the provider's own label, e.g. Twilio's "machine_end_beep"
+
+
+@dataclass(frozen=True)
 class Hangup:
     reason: str = "caller hung up"
 
@@ -47,7 +55,7 @@ class ProtocolIssue:
     message: str
 
 
-InboundEvent = Union[CallStarted, AudioIn, Dtmf, MarkPlayed, Hangup, ProtocolIssue]
+InboundEvent = Union[CallStarted, AudioIn, Dtmf, MarkPlayed, AnsweredBy, Hangup, ProtocolIssue]
 
 
 class Transport(Protocol):
