@@ -134,14 +134,15 @@ class EchoAgent:
 
 
 async def paced(n: int, send: Callable[[int], Awaitable[None]], stamps: list[float]) -> None:
-    """Send n frames on the real 20 ms clock, stamping each send."""
+    """Send n frames on the real 20 ms clock, stamping each once it is on the wire (the far end's own
+    send cost, e.g. a websocket client's masking, is not the edge's)."""
     start = time.perf_counter()
     for i in range(n):
         delay = start + i * 0.02 - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        stamps.append(time.perf_counter())
         await send(i)
+        stamps.append(time.perf_counter())
 
 
 def hop_ms(sent: list[float], arrived: list[float]) -> list[float]:
