@@ -18,8 +18,14 @@ from starlette.websockets import WebSocket
 from spotfunnel.audio.g711 import ulaw_encode
 from spotfunnel.audio.resample import SteadyResampler
 from spotfunnel.transports.base import AudioIn, Hangup, InboundEvent, Transport
+from spotfunnel.transports.browser_ws import BrowserWsTransport
 from spotfunnel.transports.local import LocalTransport
+from spotfunnel.transports.sip.media import SipMediaCodec
+from spotfunnel.transports.sip.peer import SipPeer
+from spotfunnel.transports.sip.sdp import AgreedMedia
+from spotfunnel.transports.sip.server import SipServer
 from spotfunnel.transports.twilio import TwilioTransport
+from spotfunnel.transports.webrtc_audio import OpusRoundTrip
 
 FrameFn = Callable[[int], object]
 
@@ -128,21 +134,21 @@ class EchoAgent:
             if isinstance(item, Hangup):
                 return
             if isinstance(item, AudioIn):
-                self.arrived.append(time.perf_counter())
+                self.arrived.append(time.monotonic())
                 await transport.send_audio(item.pcm)
-                self.sent.append(time.perf_counter())
+                self.sent.append(time.monotonic())
 
 
 async def paced(n: int, send: Callable[[int], Awaitable[None]], stamps: list[float]) -> None:
     """Send n frames on the real 20 ms clock, stamping each once it is on the wire (the far end's own
     send cost, e.g. a websocket client's masking, is not the edge's)."""
-    start = time.perf_counter()
+    start = time.monotonic()
     for i in range(n):
-        delay = start + i * 0.02 - time.perf_counter()
+        delay = start + i * 0.02 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         await send(i)
-        stamps.append(time.perf_counter())
+        stamps.append(time.monotonic())
 
 
 def hop_ms(sent: list[float], arrived: list[float]) -> list[float]:
@@ -159,7 +165,7 @@ async def _local_hop(frames: list[bytes]) -> tuple[list[float], list[float]]:
     async def read() -> None:
         while len(heard) < len(frames):
             await transport.outbound.get()
-            heard.append(time.perf_counter())
+            heard.append(time.monotonic())
 
     reader = asyncio.create_task(read())
 
@@ -208,7 +214,7 @@ async def _twilio_hop(frames: list[bytes]) -> tuple[list[float], list[float]]:
             async def read() -> None:
                 while len(heard) < len(frames):
                     if json.loads(await ws.recv()).get("event") == "media":
-                        heard.append(time.perf_counter())
+                        heard.append(time.monotonic())
 
             reader = asyncio.create_task(read())
             await paced(len(frames), lambda i: ws.send(messages[i]), sent)
@@ -217,11 +223,127 @@ async def _twilio_hop(frames: list[bytes]) -> tuple[list[float], list[float]]:
     return hop_ms(sent, agent.arrived), hop_ms(agent.sent, heard)
 
 
+def _sip_media(codec: str) -> AgreedMedia:
+    return AgreedMedia(codec=codec, payload_type=0 if codec == "PCMU" else 8, ptime=20, dtmf_payload_type=101,
+                       remote_host="127.0.0.1", remote_port=40000)
+
+
+def _sip_codec(codec: str) -> Callable[[list[bytes]], tuple[FrameFn, FrameFn]]:
+    def build(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
+        caller = SipMediaCodec(_sip_media(codec), realtime=False)
+        packets = [p for i, f in enumerate(frames) for p in caller.encode_frame(f, slot=i)]
+        server_in = SipMediaCodec(_sip_media(codec), realtime=False)
+        server_out = SipMediaCodec(_sip_media(codec), realtime=False)
+
+        def inbound(i: int) -> object:
+            return server_in.decode_packet(packets[i % len(packets)])
+
+        def outbound(i: int) -> object:
+            return server_out.encode_frame(frames[i % len(frames)], slot=i)
+
+        return inbound, outbound
+
+    return build
+
+
+async def _sip_hop(frames: list[bytes]) -> tuple[list[float], list[float]]:
+    agent = EchoAgent()
+    server = SipServer(agent.serve, host="127.0.0.1", port=0)
+    await server.start()
+    sent: list[float] = []
+    try:
+        async with SipPeer(server.address, called="+14155550100") as peer:
+            await paced(len(frames), lambda i: peer.exchange(frames[i]), sent)
+            deadline = time.monotonic() + 2
+            while len(peer.received) < len(frames) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            heard = [r.arrived for r in peer.received]
+    finally:
+        await server.stop()
+    return hop_ms(sent, agent.arrived), hop_ms(agent.sent, heard)
+
+
+class _MemoryBrowserSocket(_MemorySocket):
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append("")
+
+    async def receive(self) -> dict[str, Any]:
+        raise ConnectionError("memory socket: nothing to receive")
+
+    async def close(self, code: int = 1000) -> None:
+        return None
+
+
+def _browser_ws_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
+    sock = _MemoryBrowserSocket()
+    transport = BrowserWsTransport(sock)
+    transport.handle_text(json.dumps({"type": "start", "tenant": "maple-street-salon"}))
+    pending = transport._pending  # parsed inbound items, read directly to keep sockets out
+    pending.clear()
+
+    def inbound(i: int) -> object:
+        transport.handle_bytes(frames[i % len(frames)])
+        while pending:
+            pending.popleft()
+        return None
+
+    def outbound(i: int) -> object:
+        run_sync(transport.send_audio(frames[i % len(frames)]))
+        sock.sent.clear()
+        return None
+
+    return inbound, outbound
+
+
+def _webrtc_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
+    browser, server_in, server_out = OpusRoundTrip(), OpusRoundTrip(), OpusRoundTrip()
+    packets = [p for f in frames for p in browser.send(f)]
+
+    def inbound(i: int) -> object:
+        return server_in.receive(packets[i % len(packets)])
+
+    def outbound(i: int) -> object:
+        return server_out.send(frames[i % len(frames)])
+
+    return inbound, outbound
+
+
+async def _browser_ws_hop(frames: list[bytes]) -> tuple[list[float], list[float]]:
+    agent = EchoAgent()
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        await agent.serve(BrowserWsTransport(ws))
+
+    sent: list[float] = []
+    heard: list[float] = []
+    async with loopback_ws_server("/browser/ws", handler) as url:
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "start", "tenant": "maple-street-salon"}))
+
+            async def read() -> None:
+                while len(heard) < len(frames):
+                    if isinstance(await ws.recv(), bytes):
+                        heard.append(time.monotonic())
+
+            reader = asyncio.create_task(read())
+            await paced(len(frames), lambda i: ws.send(frames[i]), sent)
+            await asyncio.wait_for(reader, 5)
+            await ws.send(json.dumps({"type": "hangup"}))
+    return hop_ms(sent, agent.arrived), hop_ms(agent.sent, heard)
+
+
 CODEC_PATHS: list[CodecPath] = [
     CodecPath("local", "PCM16 16 kHz, in process", _local_codec),
     CodecPath("twilio", "JSON + base64 mu-law 8 kHz", _twilio_codec),
+    CodecPath("sip pcmu", "RTP G.711 mu-law 8 kHz", _sip_codec("PCMU")),
+    CodecPath("sip pcma", "RTP G.711 A-law 8 kHz", _sip_codec("PCMA")),
+    CodecPath("browser ws", "PCM16 16 kHz binary frames", _browser_ws_codec),
+    CodecPath("webrtc", "Opus 48 kHz (aiortc codec)", _webrtc_codec),
 ]
 EDGE_HOPS: list[EdgeHop] = [
     EdgeHop("local", _local_hop),
     EdgeHop("twilio ws", _twilio_hop),
+    EdgeHop("sip rtp", _sip_hop),
+    EdgeHop("browser ws", _browser_ws_hop),
 ]

@@ -9,7 +9,9 @@ Two measurements per transport, both printed as P50/P95:
 * edge hop, ms: over a real loopback socket, from the far end sending a frame to the voice side
   receiving it (inbound), and from the voice side sending a frame to the far end receiving it
   (outbound). An echo agent answers each inbound frame with one outbound frame, as the playout
-  clock does, at the real 20 ms pace. The target is under 1 ms added per hop.
+  clock does, at the real 20 ms pace. The target is under 1 ms added per hop. WebRTC has no hop
+  row: its delay is set by the receiving side's jitter buffer (aiortc's and the browser's), not by
+  our edge; its codec row is the work our side adds.
 
 Usage:
     python benchmarks/transport_overhead.py [--short] [--frames N]
@@ -112,7 +114,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=500, help="frames per measurement (20 ms each)")
     args = parser.parse_args()
     n = 50 if args.short else args.frames
-    console = Console()
+    console = Console(width=110)
     frames = speech_like_frames(n)
     codec_table(frames, console)
     ok = asyncio.run(edge_table(frames, console))

@@ -1,4 +1,4 @@
-"""The `spotfunnel` command: serve, call, eval, doctor."""
+"""The `spotfunnel` command: serve, call, eval, doctor, dial."""
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +19,11 @@ DEFAULT_DB = "sqlite:///.spotfunnel/spotfunnel.db"
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFAULT_DB, help="database URL"),
-          log_level: str = "info") -> None:
+          log_level: str = "info",
+          sip_port: Optional[int] = typer.Option(None, "--sip-port", help="also answer SIP calls (UDP) on this "
+                                                                        "port, e.g. 5060; off by default"),
+          sip_max_calls: int = typer.Option(4, "--sip-max-calls", min=1, help="SIP calls at once; more get 486 "
+                                                                              "Busy Here")) -> None:
     """Run the server (Twilio webhook + Media Streams) with the embedded models and the demo tenant."""
     import uvicorn
 
@@ -34,7 +38,17 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
                   "--say \"Hi, I'd like to book a haircut on Thursday at 3 pm.\" --say \"Nina Patel.\" "
                   "--say \"Yes.\" --say \"Yes, that's right.\" --say \"No, that's all.\"\n"
                   f"Twilio: point your number's voice webhook at https://<public host>/twilio/voice")
-    uvicorn.run(create_app(Database(db)), host=host, port=port, log_level=log_level)
+    from spotfunnel.api.browser import announce_when_ready
+
+    web = announce_when_ready(create_app(Database(db)), console.print, host, port)  # the talk page URL, once up
+    if sip_port is None:
+        uvicorn.run(web, host=host, port=port, log_level=log_level)
+        return
+    from spotfunnel.api.sip_edge import serve_with_sip
+
+    console.print(f"SIP: calls to sip:+14155550100@{host}:{sip_port} (UDP, PCMU/PCMA) reach the demo salon")
+    asyncio.run(serve_with_sip(web, host=host, port=port, log_level=log_level,
+                               sip_port=sip_port, sip_max_calls=sip_max_calls))
 
 
 @app.command()
@@ -66,7 +80,7 @@ def eval_(
     fast: bool = typer.Option(False, "--fast", help="feed audio as fast as it is processed"),
     as_json: bool = typer.Option(False, "--json", help="end with one JSON line of results"),
     concurrency: int = typer.Option(1, "--concurrency", min=1, max=32),
-    transport: str = typer.Option("local", "--transport", help="local | twilio"),
+    transport: str = typer.Option("local", "--transport", help="local | twilio | sip"),
     wav_dir: Optional[Path] = typer.Option(None, help="save each call as a stereo WAV here"),
 ) -> None:
     """Run call scenarios through the whole voice path and report PASS/FAIL."""
@@ -89,6 +103,18 @@ def doctor(
     report = run_doctor(tenant=tenant, tenants_dir=tenants_dir)
     render(report, Console())
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def dial(
+    tenant: str = typer.Option(..., "--tenant", help="the tenant whose agent places the call"),
+    to: str = typer.Option(..., "--to", help="the number to call, E.164 (+14155550123)"),
+    server: str = typer.Option("http://127.0.0.1:8080", "--server", help="the running SpotFunnel server"),
+) -> None:
+    """Place an outbound call through Twilio (answering-machine detection on); needs Twilio credentials on the server."""
+    from spotfunnel.api.dial import dial as place
+
+    raise typer.Exit(place(server, tenant, to, console))
 
 
 def _ensure_sqlite_dir(url: str) -> None:

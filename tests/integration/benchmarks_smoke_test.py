@@ -32,3 +32,15 @@ def test_transport_overhead_short_runs() -> None:
     assert proc.returncode == 0, output[-4000:]
     assert "Codec path per 20 ms frame" in output and "twilio" in output, output[-4000:]
     assert "failed:" not in output, output[-4000:]  # every edge ran its frames over loopback
+
+
+@pytest.mark.models
+@pytest.mark.timeout(120)
+def test_voicemail_detection_short_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "voicemail_detection.py"), "--short"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=100,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "machine" in output and "beep" in output and "human" in output, output[-4000:]

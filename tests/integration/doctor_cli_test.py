@@ -29,9 +29,11 @@ def tenants_dir(tmp_path: Path, text: str | None = None) -> Path:
 
 def test_codec_paths_keep_the_tone_clean() -> None:
     by_path = {c.path: c for c in codec_round_trips()}
-    assert by_path["twilio"].frame_bytes == 160 and by_path["sip"].frame_bytes == 160
-    assert by_path["local"].frame_bytes == 640
-    assert 30 < by_path["twilio"].snr_db < 50 and 30 < by_path["sip"].snr_db < 50  # G.711 is about 38 dB
+    assert set(by_path) == {"twilio", "sip pcmu", "sip pcma", "browser webrtc", "browser ws", "local"}
+    for g711 in ("twilio", "sip pcmu", "sip pcma"):  # 160-byte payloads, about 38-42 dB
+        assert by_path[g711].frame_bytes == 160 and 30 < by_path[g711].snr_db < 50, by_path[g711]
+    assert by_path["local"].frame_bytes == 640 and by_path["browser ws"].frame_bytes == 640
+    assert 60 < by_path["browser webrtc"].frame_bytes < 1000 and by_path["browser webrtc"].snr_db > 25
     assert all(c.ok and c.snr_db >= MIN_SNR_DB for c in by_path.values())
 
 

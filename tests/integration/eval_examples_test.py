@@ -1,4 +1,4 @@
-"""The example scenarios, whole calls through real audio and the real local models, in both transports."""
+"""The example scenarios, whole calls through real audio and the real local models, in every transport."""
 from __future__ import annotations
 
 import io
@@ -14,7 +14,7 @@ from conftest import EXAMPLES
 pytestmark = pytest.mark.models
 
 
-@pytest.mark.parametrize("transport", ["local", "twilio"])
+@pytest.mark.parametrize("transport", ["local", "twilio", "sip"])
 async def test_examples_pass(transport: str) -> None:
     out = io.StringIO()
     code = await run_eval([EXAMPLES], fast=True, as_json=True, concurrency=2, transport=transport, wav_dir=None,

@@ -1,26 +1,27 @@
-"""The FastAPI app: the Twilio voice webhook, the Media Streams WebSocket, health."""
+"""The FastAPI app: health, the index page, and the Twilio routes (api/twilio_routes.py)."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import AsyncIterator
-from xml.sax.saxutils import quoteattr
+from typing import AsyncIterator, Literal
 
 import structlog
-from fastapi import Depends, FastAPI, Request, WebSocket
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
-from spotfunnel.api.security import TwilioSignatureVerifier, public_url
-from spotfunnel.calls.call import CallSetup, CallSetupError, run_call
+from spotfunnel.api.browser import mount_browser
+from spotfunnel.api.live_calls import LiveCalls
+from spotfunnel.api.security import TwilioSignatureVerifier
+from spotfunnel.api.twilio_routes import twilio_router
+from spotfunnel.calls.call import CallSetup
 from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.calls.services import CallServices, embedded_services, fixed_phrases, warm_up
 from spotfunnel.clock import SystemClock
 from spotfunnel.conversation.agent import list_tenants, load_agent
 from spotfunnel.integrations.sms import SmsSink
 from spotfunnel.store.db import Database
-from spotfunnel.transports.base import CallStarted
-from spotfunnel.transports.twilio import TwilioTransport
+from spotfunnel.transports.twilio_control import TwilioCallControl
 from spotfunnel.workflows.jobs import default_handlers
 from spotfunnel.workflows.worker import OutboxWorker
 
@@ -35,19 +36,25 @@ class ServerState:
     active_calls: int = 0
     ready: bool = False
     worker_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    twilio_control: TwilioCallControl | None = None  # Twilio's REST API (None: no credentials)
+    twilio_calls: LiveCalls = field(default_factory=LiveCalls)  # live Twilio calls by CallSid
 
 
 def create_app(db: Database, services: CallServices | None = None, run_worker: bool = True,
-               twilio_auth_token: str | None = None) -> FastAPI:
+               twilio_auth_token: str | None = None,
+               twilio_control: TwilioCallControl | None | Literal["env"] = "env") -> FastAPI:
     """The server app over one database; models load at start-up, before the first call.
 
     Twilio webhooks are verified with `twilio_auth_token` (None: env TWILIO_AUTH_TOKEN; unset or
-    '': not verified, with a warning at start-up).
+    '': not verified, with a warning at start-up). Call control (transfer, hang-up, outbound calls)
+    uses `twilio_control` ("env": from TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN; None or no credentials:
+    requests are recorded and logged, not carried out).
     """
     svc = services or embedded_services()
     verifier = TwilioSignatureVerifier.configured(twilio_auth_token)
     directory = CallDirectory(default_setup=lambda agent: CallSetup(agent=agent, db=db, clock=SystemClock()))
-    state = ServerState(db=db, services=svc, directory=directory)
+    state = ServerState(db=db, services=svc, directory=directory,
+                        twilio_control=TwilioCallControl.from_env() if twilio_control == "env" else twilio_control)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,42 +79,15 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
     async def healthz() -> dict[str, object]:
         return {"status": "ok" if state.ready else "starting", "active_calls": state.active_calls}
 
-    @app.post("/twilio/voice", dependencies=[Depends(verifier.require_http)])
-    async def voice_webhook(request: Request) -> Response:
-        form = await request.form()
-        caller, called = str(form.get("From", "")), str(form.get("To", ""))
-        try:
-            agent = directory.agent_for(CallStarted(call_id=str(form.get("CallSid", "")), caller_id=caller,
-                                                    called=called))
-        except CallSetupError as exc:
-            log.warning("twilio.voice.unknown_number", called=called, reason=str(exc))
-            return _twiml("<Say>Sorry, this number is not in service.</Say><Hangup/>")
-        ws_url = public_url(request.url_for("twilio_media"), request.headers, websocket=True)
-        params = "".join(f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>"
-                         for k, v in (("tenant", agent.profile.id), ("caller", caller)))
-        return _twiml(f"<Connect><Stream url={quoteattr(ws_url)}>{params}</Stream></Connect>")
-
-    @app.websocket("/twilio/media", name="twilio_media", dependencies=[Depends(verifier.require_websocket)])
-    async def twilio_media(websocket: WebSocket) -> None:
-        await websocket.accept()
-        transport = TwilioTransport(websocket)
-        state.active_calls += 1
-        try:
-            await run_call(transport, svc, directory.resolve, directory.record_for)
-        finally:
-            state.active_calls -= 1
-            with contextlib.suppress(Exception):
-                await websocket.close()
+    app.include_router(twilio_router(state, verifier))
+    mount_browser(app, state)  # the talk page, WebRTC offer/answer, WebSocket PCM (api/browser.py)
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:
         tenants = ", ".join(list_tenants())
-        return (f"<h1>SpotFunnel</h1><p>Tenants: {tenants}</p><p>Point a Twilio number's voice webhook at "
-                "<code>POST /twilio/voice</code>, or run <code>spotfunnel call --server URL</code>.</p>")
+        return (f"<h1>SpotFunnel</h1><p>Tenants: {tenants}</p>"
+                "<p><a href=\"/talk\">Talk to the agent in your browser</a> (microphone).</p>"
+                "<p>Point a Twilio number's voice webhook at <code>POST /twilio/voice</code>, a SIP trunk at "
+                "<code>spotfunnel serve --sip-port 5060</code>, or run <code>spotfunnel call --server URL</code>.</p>")
 
     return app
-
-
-def _twiml(body: str) -> Response:
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>',
-                    media_type="application/xml")

@@ -12,7 +12,8 @@ from spotfunnel.audio.g711 import alaw_decode, ulaw_decode
 from spotfunnel.audio.levels import rms_dbfs
 
 __all__ = [
-    "BROWSER_OPUS", "ENCODING_ISSUES", "LOCAL_PCM16", "SIP_PCMA", "SIP_PCMU", "TWILIO_MEDIA_STREAMS",
+    "BROWSER_OPUS", "BROWSER_PCM16", "ENCODING_ISSUES", "LOCAL_PCM16", "SIP_PCMA", "SIP_PCMU",
+    "TWILIO_MEDIA_STREAMS",
     "Codec", "EncodingIssue", "EncodingProfile", "IssueKind", "StreamCheck", "analyse_audio",
     "check_declared_format", "count_issue",
 ]
@@ -96,6 +97,7 @@ SIP_PCMU = EncodingProfile("sip-pcmu", "pcmu", 8000, 20, 1)
 SIP_PCMA = EncodingProfile("sip-pcma", "pcma", 8000, 20, 1)
 LOCAL_PCM16 = EncodingProfile("local", "pcm16", 16000, 20, 1)
 BROWSER_OPUS = EncodingProfile("browser-opus", "opus", 48000, 20, 1)
+BROWSER_PCM16 = EncodingProfile("browser-pcm", "pcm16", 16000, 20, 1)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ from typing import Any, Callable
 
 import structlog
 
+from spotfunnel.calls.outbound import OutboundAnswer
 from spotfunnel.calls.services import CallServices
 from spotfunnel.clock import Clock
 from spotfunnel.conversation.agent import AgentConfig
+from spotfunnel.conversation.extract.phones import spoken_phone
 from spotfunnel.conversation.policy import AgentReply, UserTurn
 from spotfunnel.conversation.receptionist import ReceptionistPolicy
 from spotfunnel.store.db import Database
@@ -137,7 +139,8 @@ async def _run_started(transport: Transport, services: CallServices, resolve: Ca
     vad = await asyncio.to_thread(services.vad_factory)  # loading the VAD model takes ~75 ms: off the loop
     bound = log.bind(call_id=record.call_id, tenant=record.tenant_id)
     record.events.subscribe(lambda ev: _log_event(bound, ev))
-    await Conversation(transport, services, setup, record, vad).run()
+    outbound = started.params.get("direction") == "outbound"
+    await Conversation(transport, services, setup, record, vad, outbound=outbound).run()
     bound.info("call.ended", outcome=record.outcome, duration_s=record.duration_s,
                turn_latency_ms=[round(x.total) for x in record.latencies], error=record.error)
 
@@ -156,7 +159,7 @@ class Conversation:
     """Runs the voice session and the policy side by side for one call."""
 
     def __init__(self, transport: Transport, services: CallServices, setup: CallSetup, record: CallRecord,
-                 vad: FrameVad) -> None:
+                 vad: FrameVad, outbound: bool = False) -> None:
         agent = setup.agent
         tt = agent.turn_taking
         self.transport, self.setup, self.record = transport, setup, record
@@ -168,6 +171,8 @@ class Conversation:
         self.session = VoiceSession(transport, services.stt, services.tts, vad, settings,
                                     vocabulary=stt_prompt_terms(agent), events=record.events, no_input_ms=tt.no_input_ms)
         self.session.completes_answer = self.policy.completes_answer
+        self.session.completes_keys = self.policy.completes_keys
+        self.outbound = OutboundAnswer(self.session) if outbound else None
         self._heard_tasks: list[asyncio.Task[None]] = []
         self._no_inputs = 0
         self._ending = False
@@ -188,7 +193,8 @@ class Conversation:
         except Exception as exc:  # a bug must not leave the caller in dead air: hand off cleanly
             log.exception("call.failed", call_id=self.record.call_id)
             self.record.error = f"{type(exc).__name__}: {exc}"
-            await self.transport.transfer(self.setup.agent.profile.handoff_phone)
+            if not await self.transport.transfer(self.setup.agent.profile.handoff_phone):
+                await self.transport.hangup()
         finally:
             for task in (voice, talk):
                 task.cancel()
@@ -200,15 +206,43 @@ class Conversation:
             await self._enqueue_report()
 
     async def _converse(self) -> None:
-        self._say_all([self.policy.greeting()])
+        if not await self._open():
+            return
         while not self._ending:
-            turn = await self.session.turns.get()
+            turn = await self.session.turns.get() if self.outbound is None else await self.outbound.next_turn()
+            if turn is None:  # outbound: an answering machine's beep after all
+                await self._leave_voicemail()
+                return
+            if self.outbound is not None and self.outbound.stale(turn):
+                self.session.turn_answered()  # the opening line already answered it
+                continue
             try:
                 replies = await self._answer(turn)
             finally:
                 self.session.turn_answered()
             if replies:
                 await self._finish_if_last(replies)
+
+    async def _open(self) -> bool:
+        """Greet an inbound caller; on an outbound call wait for who answers. False: the call is over."""
+        if self.outbound is None:
+            self._say_all([self.policy.greeting()])
+            return True
+        first = await self.outbound.first_words(self.policy)
+        if first is None:  # a fax machine: nobody to talk to
+            self._ending = True
+            self.record.events.emit("agent_hangup")
+            await self.transport.hangup()
+            return False
+        if first.end_call:
+            self.session.barge_in_enabled = False  # the voicemail message goes on over a talking machine
+        await self._finish_if_last(self._say_all([first]))
+        return not self._ending
+
+    async def _leave_voicemail(self) -> None:
+        self.session.interrupt_speech("answering machine beep")
+        self.session.barge_in_enabled = False  # the machine records; nothing it plays stops the message
+        await self._finish_if_last(self._say_all([self.policy.voicemail()]))
 
     async def _answer(self, turn: VoiceTurn) -> list[tuple[AgentReply, SpeechHandle]]:
         if turn.kind == "no_input":
@@ -257,10 +291,19 @@ class Conversation:
         await asyncio.sleep(0)
         if last.transfer_to:
             self.record.events.emit("transfer", to=last.transfer_to)
-            await self.transport.transfer(last.transfer_to)
-        else:
-            self.record.events.emit("agent_hangup")
-            await self.transport.hangup()
+            if await self.transport.transfer(last.transfer_to):
+                return
+            await self._transfer_failed(last.transfer_to)
+        self.record.events.emit("agent_hangup")
+        await self.transport.hangup()
+
+    async def _transfer_failed(self, to: str) -> None:
+        """The provider refused the transfer: the caller is still here, so give them the number, not dead air."""
+        self.record.events.emit("transfer_failed", to=to)
+        text = self.setup.agent.say("transfer_failed", phone=spoken_phone(to))
+        _reply, handle = self._say_all([AgentReply(text=text, end_call=True)])[0]
+        await handle.result()
+        await asyncio.sleep(0)
 
     def _spawn_latency(self, turn: VoiceTurn, handle: SpeechHandle) -> None:
         first_reply = time.perf_counter()

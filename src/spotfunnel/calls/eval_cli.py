@@ -13,6 +13,7 @@ from spotfunnel.calls.eval import Evaluator, ScenarioResult, latency_summary, ru
 from spotfunnel.calls.scenario import Scenario, ScenarioError, find_scenarios, load_scenario
 from spotfunnel.calls.services import CallServices, embedded_services, fixed_phrases, warm_up
 from spotfunnel.conversation.agent import AgentConfigError, load_agent
+from spotfunnel.transports.twilio_control import TwilioCallControl
 
 
 def load_all(paths: list[Path]) -> list[Scenario]:
@@ -38,15 +39,20 @@ async def warmed_services(scenarios: list[Scenario]) -> CallServices:
 
 
 @contextlib.asynccontextmanager
-async def loopback_server(services: CallServices) -> AsyncIterator[tuple[str, Any]]:
-    """The real server app on 127.0.0.1 (random port) in this process, for the twilio transport."""
+async def loopback_server(services: CallServices,
+                          twilio_control: TwilioCallControl | None = None) -> AsyncIterator[tuple[str, Any]]:
+    """The real server app on 127.0.0.1 (random port) in this process, for the twilio transport.
+
+    Call control goes to `twilio_control` only: simulated CallSids must never reach a real Twilio account.
+    """
     import uvicorn
 
     from spotfunnel.api.app import create_app
     from spotfunnel.store.db import Database
 
     # loopback only: the simulated Twilio peer does not sign its requests
-    app = create_app(Database("sqlite://"), services=services, run_worker=False, twilio_auth_token="")
+    app = create_app(Database("sqlite://"), services=services, run_worker=False, twilio_auth_token="",
+                     twilio_control=twilio_control)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -61,6 +67,15 @@ async def loopback_server(services: CallServices) -> AsyncIterator[tuple[str, An
         await task
 
 
+def _loopback(transport: str, services: CallServices) -> contextlib.AbstractAsyncContextManager[tuple[str, Any]]:
+    """The server the caller's line dials: the HTTP app for twilio, a SIP UAS for sip."""
+    if transport == "sip":
+        from spotfunnel.api.sip_edge import loopback_sip
+
+        return loopback_sip(services)
+    return loopback_server(services)
+
+
 async def run_eval(paths: list[Path], *, fast: bool, as_json: bool, concurrency: int, transport: str,
                    wav_dir: Path | None, out: IO[str], console: Console) -> int:
     try:
@@ -68,12 +83,12 @@ async def run_eval(paths: list[Path], *, fast: bool, as_json: bool, concurrency:
     except ScenarioError as exc:
         console.print(f"[red]scenario error[/]\n{exc}", markup=True, highlight=False)
         return 2
-    if transport not in ("local", "twilio"):
-        console.print(f"[red]unknown transport {transport!r}; use local or twilio[/]")
+    if transport not in ("local", "twilio", "sip"):
+        console.print(f"[red]unknown transport {transport!r}; use local, twilio or sip[/]")
         return 2
     services = await warmed_services(scenarios)
-    if transport == "twilio":
-        async with loopback_server(services) as (url, directory):
+    if transport in ("twilio", "sip"):
+        async with _loopback(transport, services) as (url, directory):
             ev = Evaluator(services, transport, fast, wav_dir, server_url=url, directory=directory)
             results = await run_all(ev, scenarios, concurrency)
     else:

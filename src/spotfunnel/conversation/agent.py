@@ -27,8 +27,8 @@ PHRASE_FIELDS: dict[str, frozenset[str]] = {
         "slot_past": "when", "slot_after_closing": "service time close", "slot_off_grid": "",
         "offer_alternatives": "first second", "offer_alternative": "first",
         "ask_other_time": "", "ask_which_alternative": "first second", "anything_else": "",
-        "goodbye": "business", "not_understood": "question", "no_input": "question",
-        "handoff": "", "handoff_after_trouble": "", "tool_failed": "", "filler_check": "",
+        "goodbye": "business", "outbound_opening": "business", "not_understood": "question", "no_input": "question",
+        "handoff": "", "handoff_after_trouble": "", "transfer_failed": "phone", "tool_failed": "", "filler_check": "",
         "filler_book": "", "filler_lookup": "", "filler_update": "",
         "hours_day_open": "weekday open close", "hours_day_closed": "weekday",
         "hours_summary": "hours", "hours_day_range": "first last", "hours_days": "days open close",
@@ -167,8 +167,9 @@ class AgentConfig(BaseModel):
     def say(self, phrase: str, /, **fields: object) -> str:
         return self.phrases.say(phrase, **fields)
 
-    def voicemail(self) -> str:
-        return self.voicemail_message.format(business=self.profile.name, phone=self.profile.phone)
+    def voicemail(self, phone: str | None = None) -> str:
+        """The message left on an answering machine; `phone` is the callback number as it is spoken."""
+        return self.voicemail_message.format(business=self.profile.name, phone=phone or self.profile.phone)
 
 
 def list_tenants(tenants_dir: Path | None = None) -> list[str]:

@@ -5,7 +5,7 @@ from typing import AsyncIterator, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-Outcome = Literal["booked", "rescheduled", "cancelled", "answered", "transferred", "abandoned"]
+Outcome = Literal["booked", "rescheduled", "cancelled", "answered", "transferred", "abandoned", "voicemail"]
 
 
 class UserTurn(BaseModel):

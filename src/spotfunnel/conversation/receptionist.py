@@ -11,7 +11,7 @@ from spotfunnel.conversation.answers import answer_questions
 from spotfunnel.conversation.context import CallContext, NotUnderstood
 from spotfunnel.conversation.extract.intents import QUESTIONS, Intent, detect_intents, yes_or_no
 from spotfunnel.conversation.extract.names import extract_name
-from spotfunnel.conversation.extract.phones import spoken_digits
+from spotfunnel.conversation.extract.phones import spoken_digits, spoken_phone
 from spotfunnel.conversation.extract.services import match_service
 from spotfunnel.conversation.extract.text import FILLERS, fold, is_noise
 from spotfunnel.conversation.flows.booking import BookingFlow
@@ -57,12 +57,38 @@ class ReceptionistPolicy:
     def greeting(self) -> AgentReply:
         return self.ctx.ask(Ask.HELP, self.ctx.say("greeting", business=self.ctx.agent.profile.name))
 
+    def outbound_opening(self) -> AgentReply:
+        """The first words of an outbound call once a person has answered."""
+        return self.ctx.ask(Ask.OFFER_BOOKING, self.ctx.say("outbound_opening", business=self.ctx.agent.profile.name))
+
+    def voicemail(self) -> AgentReply:
+        """The message left on an answering machine; the call ends after it."""
+        agent = self.ctx.agent
+        self.ctx.state.settle("voicemail")
+        self.ctx.state.ask = Ask.ENDED
+        return AgentReply(text=agent.voicemail(phone=spoken_phone(agent.profile.phone)), end_call=True)
+
+    def completes_keys(self, keys: str) -> bool:
+        """Whether the keys pressed so far answer the open question (a number waits for "#" or a pause)."""
+        if self.ctx.state.ask in (Ask.PHONE, Ask.LOOKUP_PHONE):
+            return False
+        if self.ctx.state.ask is Ask.CALLER_ID:
+            return keys in ("1", "2") or len(keys) >= 11
+        return True
+
+    def _keys_as_words(self, keys: str) -> str:
+        """Keypad answers: 1 is yes and 2 is no where a yes or no is asked; digits are digits."""
+        keys = keys.rstrip("#")
+        if self.ctx.state.ask in YES_NO_ASKS and keys in ("1", "2"):
+            return "yes" if keys == "1" else "no"
+        return keys
+
     def no_input_reply(self) -> AgentReply:
         """The reprompt after the caller stayed silent for `turn_taking.no_input_ms`."""
         return AgentReply(text=self.ctx.say("no_input", question=self.ctx.state.question), reprompt=True)
 
     async def respond(self, turn: UserTurn) -> AsyncIterator[AgentReply]:
-        text = turn.text.strip() or (turn.dtmf or "")
+        text = self._keys_as_words(turn.dtmf) if turn.dtmf is not None else turn.text.strip()
         self.history.append(HistoryEntry(role="caller", text=turn.text))
         if self.ctx.state.ask is Ask.ENDED:
             return

@@ -13,9 +13,11 @@ import phonenumbers
 from rich.console import Console
 from rich.table import Table
 
-from spotfunnel.audio.frames import FRAME_MS, SAMPLE_RATE, split_frames
-from spotfunnel.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from spotfunnel.audio.profiles import LOCAL_PCM16, SIP_PCMA, TWILIO_MEDIA_STREAMS, EncodingProfile
+from spotfunnel.audio.frames import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, split_frames
+from spotfunnel.audio.g711 import ulaw_decode, ulaw_encode
+from spotfunnel.audio.profiles import (
+    BROWSER_OPUS, BROWSER_PCM16, LOCAL_PCM16, SIP_PCMA, SIP_PCMU, TWILIO_MEDIA_STREAMS, EncodingProfile,
+)
 from spotfunnel.audio.resample import SteadyResampler
 
 __all__ = ["CodecResult", "DoctorReport", "Finding", "MIN_SNR_DB", "codec_round_trips", "render", "run_doctor"]
@@ -26,6 +28,7 @@ TONE_HZ = 1000.0
 TONE_SECONDS = 1.0
 TONE_AMPLITUDE = 0.5  # -6 dBFS peak, a loud but unclipped talker
 _EDGE = 1600  # samples ignored at each end (resampler start-up delay and flush), 100 ms
+RTP_HEADER_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class CodecResult:
 
     @property
     def ok(self) -> bool:
-        return self.snr_db >= MIN_SNR_DB and self.frame_bytes == self.profile.frame_bytes
+        expected = self.profile.frame_bytes  # None: a variable-rate codec (Opus), any packet size
+        return self.snr_db >= MIN_SNR_DB and self.frame_bytes > 0 and expected in (None, self.frame_bytes)
 
 
 @dataclass
@@ -139,7 +143,7 @@ def check_credentials(env: Mapping[str, str]) -> list[Finding]:
     """Twilio credentials: missing ones are warnings (the embedded default runs without keys)."""
     needs = {
         "TWILIO_AUTH_TOKEN": "not set: webhooks unverified",
-        "TWILIO_ACCOUNT_SID": "not set: no call control over Twilio's REST API (transfers, hang-ups)",
+        "TWILIO_ACCOUNT_SID": "not set: no call control over Twilio's REST API (transfers, hang-ups, outbound calls)",
     }
     return [Finding(name, "ok", "set") if env.get(name) else Finding(name, "warn", why)
             for name, why in needs.items()]
@@ -188,17 +192,60 @@ def snr_db(received: bytes, hz: float = TONE_HZ, rate: int = SAMPLE_RATE) -> flo
     return math.inf if noise < 1e-9 * power else 10 * math.log10(power / noise)
 
 
+def _sip_round_trip(codec: str) -> Callable[[bytes], tuple[bytes, int]]:
+    """The SIP edge's own codec object both ways: 16 kHz frame -> RTP packet -> 16 kHz frame."""
+    from spotfunnel.transports.base import AudioIn
+    from spotfunnel.transports.sip.media import SipMediaCodec
+    from spotfunnel.transports.sip.sdp import AgreedMedia
+
+    def run(pcm16k: bytes) -> tuple[bytes, int]:
+        agreed = AgreedMedia(codec=codec, payload_type=0 if codec == "PCMU" else 8, ptime=20,
+                             dtmf_payload_type=101, remote_host="127.0.0.1", remote_port=0)
+        sender, receiver = SipMediaCodec(agreed, realtime=False), SipMediaCodec(agreed, realtime=False)
+        out, sizes = bytearray(), set()
+        frames = split_frames(pcm16k) + [bytes(FRAME_BYTES)] * 4  # flush the resamplers' delay
+        for slot, frame in enumerate(frames):
+            for packet in sender.encode_frame(frame, slot=slot):
+                sizes.add(len(packet) - RTP_HEADER_BYTES)
+                out += b"".join(e.pcm for e in receiver.decode_packet(packet) if isinstance(e, AudioIn))
+        return bytes(out), max(sizes) if len(sizes) == 1 else -1
+
+    return run
+
+
+def _opus_round_trip(pcm16k: bytes) -> tuple[bytes, int]:
+    """The browser's WebRTC path: 16 -> 48 kHz, Opus encode, decode, 48 -> 16 kHz (aiortc's codec)."""
+    from spotfunnel.transports.webrtc_audio import OpusRoundTrip
+
+    sender, receiver = OpusRoundTrip(), OpusRoundTrip()
+    out, sizes = bytearray(), []
+    for frame in split_frames(pcm16k) + [bytes(FRAME_BYTES)] * 4:
+        for packet in sender.send(frame):
+            sizes.append(len(packet))
+            out += b"".join(receiver.receive(packet))
+    return bytes(out), int(np.median(sizes)) if sizes else -1
+
+
+def _g711_path(profile: EncodingProfile, encode: Callable[[bytes], bytes],
+               decode: Callable[[bytes], bytes]) -> Callable[[bytes], tuple[bytes, int]]:
+    return lambda pcm: _round_trip(pcm, profile, encode, decode)
+
+
 def codec_round_trips() -> list[CodecResult]:
-    """The Twilio (mu-law 8k), SIP (A-law 8k) and local (PCM16 16k) codec paths, each with its SNR."""
+    """Every transport's codec path (Twilio mu-law, SIP PCMU/PCMA over RTP, browser Opus and PCM16,
+    local), each run on a reference tone, with the bytes it puts on the wire and its SNR."""
     pcm = reference_tone()
-    paths: list[tuple[str, EncodingProfile, Callable[[bytes], bytes], Callable[[bytes], bytes]]] = [
-        ("twilio", TWILIO_MEDIA_STREAMS, ulaw_encode, ulaw_decode),
-        ("sip", SIP_PCMA, alaw_encode, alaw_decode),
-        ("local", LOCAL_PCM16, bytes, bytes),
+    paths: list[tuple[str, EncodingProfile, Callable[[bytes], tuple[bytes, int]]]] = [
+        ("twilio", TWILIO_MEDIA_STREAMS, _g711_path(TWILIO_MEDIA_STREAMS, ulaw_encode, ulaw_decode)),
+        ("sip pcmu", SIP_PCMU, _sip_round_trip("PCMU")),
+        ("sip pcma", SIP_PCMA, _sip_round_trip("PCMA")),
+        ("browser webrtc", BROWSER_OPUS, _opus_round_trip),
+        ("browser ws", BROWSER_PCM16, _g711_path(BROWSER_PCM16, bytes, bytes)),
+        ("local", LOCAL_PCM16, _g711_path(LOCAL_PCM16, bytes, bytes)),
     ]
     results = []
-    for name, profile, encode, decode in paths:
-        received, frame_bytes = _round_trip(pcm, profile, encode, decode)
+    for name, profile, run in paths:
+        received, frame_bytes = run(pcm)
         results.append(CodecResult(name, profile, frame_bytes, snr_db(received)))
     return results
 
@@ -250,7 +297,7 @@ def _print_problems(report: DoctorReport, console: Console) -> None:
     for c in report.codecs:
         if not c.ok:
             console.print(f"ERROR: {c.path}: SNR {c.snr_db:.1f} dB (minimum {MIN_SNR_DB:.0f} dB), "
-                          f"{c.frame_bytes} bytes per frame (profile {c.profile.frame_bytes})",
+                          f"{c.frame_bytes} bytes per frame (profile {c.profile.frame_bytes or 'variable'})",
                           soft_wrap=True, markup=False)
     verdict = "[green]all good[/]" if report.ok else "[red]problems found[/]"
     console.print(f"doctor: {verdict}")

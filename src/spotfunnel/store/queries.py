@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from spotfunnel.store.models import CallReport, OutboxJob, SmsMessage
+from spotfunnel.store.models import Booking, CallReport, OutboxJob, SmsMessage
 
 if TYPE_CHECKING:
     from spotfunnel.store.db import Database
@@ -93,5 +93,31 @@ async def jobs(db: "Database", tenant_id: str | None = None, *, kind: str | None
             JobSummary(j.id, j.tenant_id, j.kind, j.status, j.attempts, j.idempotency_key, dict(j.payload), j.last_error)
             for j in session.scalars(query)
         ]
+
+    return await db.run(_q, write=False)
+
+
+@dataclass(frozen=True)
+class BookingView:
+    id: str
+    tenant_id: str
+    name: str
+    phone: str
+    service_id: str
+    start_utc: datetime
+    end_utc: datetime
+    status: str
+
+
+async def bookings_made_by_call(db: "Database", tenant_id: str, call_id: str) -> list[BookingView]:
+    """The bookings one call created (any status now), oldest first."""
+
+    def _q(session: Session) -> list[BookingView]:
+        rows = session.scalars(
+            select(Booking).where(Booking.tenant_id == tenant_id, Booking.created_by_call == call_id)
+            .order_by(Booking.created_at, Booking.id)
+        )
+        return [BookingView(b.id, b.tenant_id, b.name, b.phone, b.service_id, b.start_utc, b.end_utc, b.status)
+                for b in rows]
 
     return await db.run(_q, write=False)

@@ -62,7 +62,9 @@ class Transport(Protocol):
     """One call's media and control channel.
 
     `receive` returns inbound items in order and `Hangup` once at the end. Outbound audio is sent
-    one 20 ms frame at a time, paced by the voice session's playout clock.
+    one 20 ms frame at a time, paced by the voice session's playout clock. A transport whose far end
+    echoes marks (MarkPlayed once the audio before the mark has played) sets a class attribute
+    `echoes_marks = True`; the session then counts speech as heard only when confirmed by echoes.
     """
 
     #: fast mode: the far end waits for the agent before sending more audio, so audio time stops
@@ -81,6 +83,10 @@ class Transport(Protocol):
 
     async def hangup(self) -> None: ...
 
-    async def transfer(self, to: str) -> None:
-        """Hand the call to a human at `to` (E.164)."""
+    async def transfer(self, to: str) -> bool:
+        """Hand the call to a human at `to` (E.164).
+
+        True when the call has left the agent (handed over, or ended trying); False when the
+        transfer could not be carried out and the caller is still on the line with the agent.
+        """
         ...

@@ -14,6 +14,8 @@ _Out = Union[bytes, tuple[str, str]]  # audio frame, or ("mark", name) / ("clear
 class LocalTransport:
     """The agent's side of an in-process call."""
 
+    echoes_marks = True  # the caller line echoes each mark once the audio before it has played
+
     def __init__(self, lockstep: bool) -> None:
         self.lockstep = lockstep
         self.inbound: asyncio.Queue[InboundEvent] = asyncio.Queue()
@@ -43,11 +45,12 @@ class LocalTransport:
         self.closed = True
         self.inbound.put_nowait(Hangup("agent hung up"))
 
-    async def transfer(self, to: str) -> None:
+    async def transfer(self, to: str) -> bool:
         self.control_requests.append(("transfer", to))
         self.outbound.put_nowait(("hangup", "transfer"))
         self.closed = True
         self.inbound.put_nowait(Hangup(f"transferred to {to}"))
+        return True
 
 
 class LocalCallerLine:

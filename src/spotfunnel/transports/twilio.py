@@ -1,12 +1,12 @@
 """Twilio Media Streams (bidirectional), server side: mu-law 8 kHz JSON messages <-> 20 ms PCM16 16 kHz frames."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from spotfunnel.audio.frames import FRAME_BYTES, split_frames
@@ -22,6 +22,7 @@ from spotfunnel.transports.base import (
     MarkPlayed,
     ProtocolIssue,
 )
+from spotfunnel.transports.twilio_control import CallControl, ControlRequest, ControlRequests
 
 __all__ = ["ControlRequest", "TwilioTransport", "WebSocketLike"]
 
@@ -37,14 +38,6 @@ class WebSocketLike(Protocol):
     async def receive_text(self) -> str: ...
 
     async def send_text(self, data: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class ControlRequest:
-    """A call-control action the agent asked for (carried out over Twilio's REST API later)."""
-
-    action: str  # "hangup" | "transfer"
-    to: str | None = None
 
 
 class _Order:
@@ -99,13 +92,18 @@ class TwilioTransport:
     Outbound: every `send_audio` call sends exactly one media message, so lockstep peers stay in step.
     """
 
-    def __init__(self, websocket: WebSocketLike, lockstep: bool = False) -> None:
+    echoes_marks = True  # Twilio echoes each mark once the audio sent before it has played
+
+    def __init__(self, websocket: WebSocketLike, lockstep: bool = False, control: CallControl | None = None) -> None:
         self.websocket = websocket
         self.lockstep = lockstep
+        #: Twilio's REST API for this call (transfer, hang-up); None: requests are recorded, not carried out
+        self._control = ControlRequests(control)
         self.stream_sid: str | None = None
         self.call_sid: str | None = None
         self.custom_parameters: dict[str, str] = {}
-        self.control_requests: list[ControlRequest] = []
+        #: what the agent asked for (hang-up, transfer) and what became of it at Twilio
+        self.control_requests: list[ControlRequest] = self._control.entries
         self.stats: dict[str, int] = {
             "media_in": 0, "frames_in": 0, "frames_out": 0, "issues": 0, "dropped_out": 0,
         }
@@ -316,16 +314,38 @@ class TwilioTransport:
         """Drop agent audio buffered at Twilio (barge-in); Twilio then returns the pending marks."""
         await self._send({"event": "clear", "streamSid": self.stream_sid})
 
+    def deliver(self, event: InboundEvent) -> None:
+        """Queue an event that reached this call outside the stream (an AMD verdict from a webhook).
+
+        It comes out of `receive()` before the next websocket message is read (Twilio sends media
+        every 20 ms, so that is at most one frame later).
+        """
+        if self._ended is None:
+            self._pending.append(event)
+
     async def hangup(self) -> None:
-        """Record the hang-up request and close the media stream."""
-        self.control_requests.append(ControlRequest("hangup"))
+        """Close the media stream and end the call at Twilio (when call control is configured)."""
+        # started before the stream closes: closing ends the voice session, which cancels our caller
+        ending = self._control.start("hangup", self.call_sid)
         self._agent_hung_up = True
         await self._close()
         self._finish("agent hung up")
+        if ending is not None:
+            await asyncio.shield(ending)
 
-    async def transfer(self, to: str) -> None:
-        """Record a transfer request (carried out over Twilio's REST API by the call layer)."""
-        self.control_requests.append(ControlRequest("transfer", to))
+    async def transfer(self, to: str) -> bool:
+        """Redirect the call to TwiML that dials `to`; this ends the media stream.
+
+        Without call control (or when Twilio refuses) the request is recorded with its outcome and
+        logged, and the stream stays open: the caller can still hang up or be spoken to.
+        """
+        redirect = self._control.start("transfer", self.call_sid, to)
+        if redirect is not None and await asyncio.shield(redirect):
+            self._agent_hung_up = True
+            await self._close()  # Twilio ends the stream itself on redirect; do not wait for it
+            self._finish(f"transferred to {to}")
+            return True
+        return False
 
     async def _send(self, message: dict[str, Any], counter: str | None = None) -> None:
         if self._socket_closed or not self.started:

@@ -9,12 +9,13 @@ from typing import Any, Callable
 import structlog
 
 from spotfunnel.audio.frames import FRAME_MS, SILENCE_FRAME
-from spotfunnel.transports.base import AudioIn, Dtmf, Hangup, MarkPlayed, ProtocolIssue, Transport
+from spotfunnel.transports.base import AnsweredBy, AudioIn, Dtmf, Hangup, MarkPlayed, ProtocolIssue, Transport
 from spotfunnel.voice.endpointing import TurnDetector, TurnSignal, TurnTaking
 from spotfunnel.voice.events import EventLog
 from spotfunnel.voice.playout import PlayoutClock, SpeechHandle
 from spotfunnel.voice.speech_io import SpeechToText, TextToSpeech, split_sentences
 from spotfunnel.voice.vad import FrameVad
+from spotfunnel.voice.voicemail import AnswerDetector, Answerer, provider_verdict
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,16 @@ class VoiceTurn:
     confidence: float | None = None
     early: bool = False
     timing: TurnTiming = field(default_factory=TurnTiming)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class AnswerVerdict:
+    """Who answered an outbound call, from the agent's own detector or the provider's AMD."""
+
+    kind: Answerer
+    source: str  # "agent" | "provider"
+    frame: int  # audio time of the verdict
     detail: str = ""
 
 
@@ -70,9 +81,19 @@ class VoiceSession:
         self.vocabulary = vocabulary or []
         self.events = events or EventLog()
         self.detector = TurnDetector(self.settings)
-        self.playout = PlayoutClock()
+        # Transports whose far end echoes marks (local, Twilio) confirm playout; others are trusted on send.
+        self.playout = PlayoutClock(echoes_marks=bool(getattr(transport, "echoes_marks", False)))
         self.turns: asyncio.Queue[VoiceTurn] = asyncio.Queue()
         self.completes_answer: Callable[[str], bool] = lambda _text: False
+        # Keys pressed are one turn once the conversation says they form an answer, on "#", or after
+        # `dtmf_gap_ms` without a key; by default each key is a turn of its own.
+        self.completes_keys: Callable[[str], bool] = lambda _keys: True
+        self.dtmf_gap_frames = 3000 // FRAME_MS
+        self._keys = ""
+        self._keys_quiet = 0
+        self.answers: asyncio.Queue[AnswerVerdict] = asyncio.Queue()  # outbound calls: who answered
+        self.answer_detector: AnswerDetector | None = None
+        self.barge_in_enabled = True  # off while leaving a voicemail message over a talking machine
         self.no_input_frames = max(1, no_input_ms // FRAME_MS)
         self.frame = 0
         self.ended = asyncio.Event()
@@ -123,9 +144,11 @@ class VoiceSession:
                 if isinstance(item, AudioIn):
                     await self._on_frame(item.pcm)
                 elif isinstance(item, Dtmf):
-                    self._emit_turn(VoiceTurn(kind="dtmf", text=item.digit))
+                    self._on_key(item.digit)
                 elif isinstance(item, MarkPlayed):
-                    self.events.emit("mark_played", name=item.name)
+                    self._on_mark(item.name)
+                elif isinstance(item, AnsweredBy):
+                    self._on_answered_by(item)
                 elif isinstance(item, ProtocolIssue):
                     log.warning("transport.protocol_issue", detail=item.message)
                     self.events.emit("protocol_issue", message=item.message)
@@ -154,6 +177,10 @@ class VoiceSession:
         self.frame += 1
         self.events.frame = self.frame
         prob = self.vad.probability(pcm)
+        if self.answer_detector is not None:
+            for kind in self.answer_detector.push(pcm, prob):
+                self._answered(AnswerVerdict(kind, "agent", self.frame))
+        self._track_keys()
         for signal in self.detector.push(pcm, prob, agent_speaking=self.playout.busy):
             self._on_signal(signal)
         self._maybe_end_early()
@@ -162,20 +189,67 @@ class VoiceSession:
         self.max_loop_lag_ms = max(self.max_loop_lag_ms, (time.perf_counter() - started) * 1000)
 
     async def _play_one(self) -> None:
-        frame, finished = self.playout.tick()
-        if frame is not None:
-            current = finished or self.playout.current
+        tick = self.playout.tick()
+        if tick.frame is not None:
+            current = tick.sent_all or self.playout.current
             if current is not None and current.first_audio_wall is None:
                 current.first_audio_wall = time.perf_counter()
                 current.audible.set()
                 self.events.emit("agent_audio_started", id=current.id, **current.meta)
-            await self.transport.send_audio(frame)
+            await self.transport.send_audio(tick.frame)
         elif self.transport.lockstep:
             await self.transport.send_audio(SILENCE_FRAME)
-        if finished is not None:
-            self._synth.pop(finished.id, None)
-            await self.transport.send_mark(f"speech-{finished.id}")
-            self.events.emit("agent_speech_done", id=finished.id, text=finished.text, **finished.meta)
+        for name in tick.marks:
+            await self.transport.send_mark(name)
+        if tick.sent_all is not None:
+            self._synth.pop(tick.sent_all.id, None)
+        self._report_played(tick.settled)
+
+    def _report_played(self, handles: list[SpeechHandle]) -> None:
+        for handle in handles:
+            self.events.emit("agent_speech_done", id=handle.id, text=handle.text, **handle.meta)
+
+    def _on_mark(self, name: str) -> None:
+        played = self.playout.mark_played(name)
+        if played is None:  # echoed by a clear (barge-in) or unknown: proves nothing was played
+            self.events.emit("mark_discarded", name=name)
+            return
+        self.events.emit("mark_played", name=name)
+        self._report_played(played)
+
+    def _on_key(self, key: str) -> None:
+        self.events.emit("dtmf", digit=key)
+        if key == "#" and self._keys:
+            self._flush_keys()
+            return
+        self._keys += key
+        self._keys_quiet = 0
+        if key == "#" or self.completes_keys(self._keys):
+            self._flush_keys()
+
+    def _track_keys(self) -> None:
+        if self._keys:
+            self._keys_quiet += 1
+            if self._keys_quiet >= self.dtmf_gap_frames:
+                self._flush_keys()
+
+    def _flush_keys(self) -> None:
+        keys, self._keys = self._keys, ""
+        self._emit_turn(VoiceTurn(kind="dtmf", text=keys))
+
+    def listen_for_answerer(self, detector: AnswerDetector | None = None) -> None:
+        """An outbound call: judge the first seconds of audio (human, machine, beep) into `answers`."""
+        self.answer_detector = detector or AnswerDetector()
+
+    def _on_answered_by(self, item: AnsweredBy) -> None:
+        kind = provider_verdict(item.kind, item.detail)
+        self.events.emit("answered_by", kind=item.kind, detail=item.detail)
+        if kind is not None:
+            self._answered(AnswerVerdict(kind, "provider", self.frame, item.detail or item.kind))
+
+    def _answered(self, verdict: AnswerVerdict) -> None:
+        self.events.emit("answerer", kind=verdict.kind.value, source=verdict.source, detail=verdict.detail)
+        self.answers.put_nowait(verdict)
 
     def _track_no_input(self) -> None:
         if self.playout.busy or self.detector.in_turn or self._turns_open or self._busy_recognising():
@@ -193,7 +267,7 @@ class VoiceSession:
     def _on_signal(self, signal: TurnSignal) -> None:
         if signal is TurnSignal.SPEECH_STARTED:
             self.events.emit("caller_speech_started")
-        elif signal is TurnSignal.BARGE_IN:
+        elif signal is TurnSignal.BARGE_IN and self.barge_in_enabled:
             self.interrupt_speech("caller barged in")
         elif signal is TurnSignal.EARLY_PAUSE:
             self._speech_end_wall = time.perf_counter() - self.detector.silence_ms / 1000

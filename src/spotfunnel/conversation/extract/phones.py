@@ -59,3 +59,12 @@ def is_valid_e164(phone: str) -> bool:
 def last_digits(phone: str, count: int = 4) -> str:
     """The last `count` digits of `phone`, spaced for speech: "0 1 3 3"."""
     return " ".join(re.sub(r"\D", "", phone)[-count:])
+
+
+def spoken_phone(phone: str) -> str:
+    """A number as it is read out, in national groups: "+14155550100" -> "4 1 5, 5 5 5, 0 1 0 0"."""
+    try:
+        national = phonenumbers.format_number(phonenumbers.parse(phone, None), phonenumbers.PhoneNumberFormat.NATIONAL)
+    except phonenumbers.NumberParseException:
+        return phone
+    return ", ".join(" ".join(group) for group in re.findall(r"\d+", national))

@@ -1,0 +1,237 @@
+"""The browser routes: the talk page, WebRTC offer/answer, the WebSocket PCM fallback, and the live call events."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from datetime import timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+from zoneinfo import ZoneInfo
+
+import structlog
+from aiortc import RTCSessionDescription
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from spotfunnel.calls.call import CallRecord, CallSetupError, run_call
+from spotfunnel.conversation.agent import list_tenants
+from spotfunnel.store.queries import BookingView, bookings_made_by_call
+from spotfunnel.transports.base import CallStarted, Transport
+from spotfunnel.transports.browser_ws import BrowserWsTransport
+from spotfunnel.transports.webrtc import WebRtcTransport
+from spotfunnel.voice.events import CallEvent
+
+if TYPE_CHECKING:
+    from spotfunnel.api.app import ServerState
+
+__all__ = ["TALK_PATH", "WEB_DIR", "mount_browser", "page_event"]
+
+log = structlog.get_logger(__name__)
+
+WEB_DIR = Path(__file__).with_name("web")
+TALK_PATH = "/talk"
+
+
+class BrowserTransport(Transport, Protocol):
+    """A browser transport: a Transport with a side channel to the page and an explicit close."""
+
+    async def send_event(self, event: dict[str, Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class WebRtcOffer(BaseModel):
+    sdp: str = Field(min_length=1, description="the page's SDP offer")
+    type: str = "offer"
+    tenant: str | None = None
+    caller: str = ""
+
+
+def page_event(ev: CallEvent) -> dict[str, Any] | None:
+    """What the page's live transcript shows of one call event (None: nothing)."""
+    data = ev.data
+    if ev.kind == "caller_turn":
+        if data.get("kind") == "dtmf":
+            return {"type": "caller", "text": f"pressed {data.get('text', '')}", "dtmf": True}
+        return {"type": "caller", "text": data.get("text", "")} if data.get("text") else None
+    if ev.kind == "agent_speech_queued":
+        return {"type": "agent", "id": data.get("id"), "text": data.get("text", "")}
+    if ev.kind == "agent_audio_started":
+        return {"type": "agent_audio", "id": data.get("id")}
+    if ev.kind == "agent_speech_done":
+        return {"type": "agent_heard", "id": data.get("id"), "text": data.get("text", "")}
+    if ev.kind == "agent_interrupted":
+        return {"type": "interrupted", "heard": list(data.get("heard") or [])}
+    if ev.kind == "protocol_issue":
+        return {"type": "issue", "message": data.get("message", "")}
+    return None
+
+
+class _EventPump:
+    """Forwards a call's events to the page in order, from the EventLog's synchronous listener."""
+
+    def __init__(self, transport: BrowserTransport) -> None:
+        self.transport = transport
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+        self.greeting_frame: int | None = None
+
+    def listen(self, ev: CallEvent) -> None:
+        if ev.kind == "agent_audio_started" and self.greeting_frame is None:
+            self.greeting_frame = ev.frame
+        event = page_event(ev)
+        if event is not None:
+            self.queue.put_nowait(event)
+
+    async def _run(self) -> None:
+        while (event := await self.queue.get()) is not None:
+            try:
+                await self.transport.send_event(event)
+            except Exception as exc:  # the page is gone; the call itself goes on to its end
+                log.debug("browser.event_not_sent", error=repr(exc))
+
+    async def finish(self, last: dict[str, Any]) -> None:
+        self.queue.put_nowait(last)
+        self.queue.put_nowait(None)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.task, 5)
+
+
+def _describe_booking(b: BookingView, state: ServerState) -> dict[str, Any]:
+    agent = state.directory.agent_for(CallStarted(call_id="", caller_id="", called="", tenant_id=b.tenant_id))
+    start = b.start_utc if b.start_utc.tzinfo else b.start_utc.replace(tzinfo=timezone.utc)
+    local = start.astimezone(ZoneInfo(agent.profile.timezone))
+    try:
+        service = agent.profile.service(b.service_id).name
+    except KeyError:
+        service = b.service_id
+    when = f"{local:%A, %B} {local.day} at {local.hour % 12 or 12}:{local:%M} {'AM' if local.hour < 12 else 'PM'}"
+    return {"service": service, "service_id": b.service_id, "when": when, "start": local.isoformat(),
+            "name": b.name, "phone": b.phone, "status": b.status}
+
+
+async def _ended_event(record: CallRecord, pump: _EventPump, state: ServerState) -> dict[str, Any]:
+    bookings: list[dict[str, Any]] = []
+    if record.tenant_id and record.call_id:
+        try:
+            made = await bookings_made_by_call(state.db, record.tenant_id, record.call_id)
+            bookings = [_describe_booking(b, state) for b in made]
+        except Exception:  # the outcome still reaches the page without the booking details
+            log.exception("browser.booking_lookup_failed", call_id=record.call_id)
+    return {
+        "type": "ended", "call_id": record.call_id, "outcome": record.outcome, "error": record.error,
+        "bookings": bookings, "transcript": record.transcript,
+        "greeting_after_ms": pump.greeting_frame * 20 if pump.greeting_frame is not None else None,
+        "turn_latency_ms": [round(x.total) for x in record.latencies],
+    }
+
+
+async def run_browser_call(transport: BrowserTransport, state: ServerState) -> CallRecord:
+    """One browser call to its end: the call's events go to the page live, its outcome at the end."""
+    pump = _EventPump(transport)
+    own = CallRecord(call_id="")
+
+    def record_for(started: CallStarted) -> CallRecord:
+        record = state.directory.record_for(started) or own
+        record.events.subscribe(pump.listen)
+        return record
+
+    state.active_calls += 1
+    try:
+        record = await run_call(transport, state.services, state.directory.resolve, record_for)
+        await pump.finish(await _ended_event(record, pump, state))
+    finally:
+        state.active_calls -= 1
+        await transport.close()  # the peer connection or socket is freed whatever happened
+    log.info("browser.call_done", call_id=record.call_id, outcome=record.outcome, error=record.error)
+    return record
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def mount_browser(app: FastAPI, state: ServerState) -> None:
+    """Add the talk page (`/talk`), `POST /webrtc/offer` and `WS /browser/ws` to the server app."""
+    calls: set[asyncio.Task[CallRecord]] = set()
+    app.mount(f"{TALK_PATH}/static", StaticFiles(directory=WEB_DIR), name="talk_static")
+
+    @app.get(TALK_PATH, response_class=HTMLResponse)
+    async def talk_page() -> str:
+        return (WEB_DIR / "talk.html").read_text(encoding="utf-8")
+
+    @app.get(f"{TALK_PATH}/tenants")
+    async def talk_tenants() -> dict[str, Any]:
+        return {"tenants": list_tenants(), "ready": state.ready}
+
+    @app.post("/webrtc/offer")
+    async def webrtc_offer(offer: WebRtcOffer, request: Request) -> dict[str, str]:
+        tenant = _known_tenant(state, offer.tenant)
+        transport = WebRtcTransport(tenant=tenant, caller=offer.caller)
+        same_machine = _is_loopback(request.client.host if request.client else None)
+        try:
+            answer = await transport.answer(RTCSessionDescription(sdp=offer.sdp, type=offer.type),
+                                            allow_loopback=same_machine)
+        except ValueError as exc:
+            await transport.close()
+            raise HTTPException(400, f"cannot use this SDP offer: {exc}") from exc
+        except Exception as exc:  # no UDP sockets, ICE set-up failed...: the page falls back to its WebSocket
+            log.exception("browser.webrtc_unavailable")
+            await transport.close()
+            raise HTTPException(503, f"WebRTC is not available on this server ({type(exc).__name__}: {exc}); "
+                                     "use the WebSocket transport") from exc
+        task = asyncio.create_task(run_browser_call(transport, state), name=f"browser-call-{transport.call_id}")
+        calls.add(task)
+        task.add_done_callback(_forget(calls))
+        return {"sdp": answer.sdp, "type": answer.type, "call_id": transport.call_id}
+
+    @app.websocket("/browser/ws")
+    async def browser_ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await run_browser_call(BrowserWsTransport(websocket), state)
+
+
+def _known_tenant(state: ServerState, tenant: str | None) -> str:
+    """The tenant to call (the only one when not given); 404 with the known ones otherwise."""
+    known = list_tenants()
+    if not tenant:
+        if len(known) != 1:
+            raise HTTPException(400, f"say which tenant to call: 'tenant' is one of {known}")
+        return known[0]
+    try:
+        state.directory.agent_for(CallStarted(call_id="", caller_id="", called="", tenant_id=tenant))
+    except CallSetupError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return tenant
+
+
+def _forget(tasks: set[asyncio.Task[CallRecord]]) -> Callable[[asyncio.Task[CallRecord]], None]:
+    def done(task: asyncio.Task[CallRecord]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("browser.call_failed", error=repr(task.exception()))
+
+    return done
+
+
+def announce_when_ready(app: FastAPI, say: Callable[[str], None], host: str, port: int) -> FastAPI:
+    """Make the app tell the user where the talk page is once its start-up (model loading) is done."""
+    inner = app.router.lifespan_context
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{shown}:{port}{TALK_PATH}"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: FastAPI) -> Any:
+        async with inner(a) as value:
+            say(f"Ready. Talk to the agent from your browser: open\n  {url}\nand press Call "
+                "(allow the microphone when asked).")
+            yield value
+
+    app.router.lifespan_context = lifespan
+    return app

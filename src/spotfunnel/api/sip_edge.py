@@ -1,0 +1,108 @@
+"""The SIP edge of the server: a SIP UAS beside the HTTP app whose admitted calls run through `run_call`."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator
+
+import structlog
+
+from spotfunnel.calls.call import CallSetup, CallSetupError, run_call
+from spotfunnel.calls.directory import CallDirectory
+from spotfunnel.calls.services import CallServices
+from spotfunnel.clock import SystemClock
+from spotfunnel.transports.base import CallStarted
+from spotfunnel.transports.sip.call import SipCallTransport
+from spotfunnel.transports.sip.server import IncomingCall, SipServer
+
+__all__ = ["SipEdge", "loopback_sip", "serve_with_sip"]
+
+log = structlog.get_logger(__name__)
+
+
+class SipEdge:
+    """Owns the SIP server for `spotfunnel serve` (and the loopback one of `eval --transport sip`).
+
+    A call is admitted when the server has room (`max_calls`, 486 otherwise) and a tenant answers
+    the number dialled, or the INVITE names a prepared setup or a tenant (404 otherwise). `state`
+    (the app's ServerState) counts SIP calls in /healthz's active_calls.
+    """
+
+    def __init__(self, services: CallServices, directory: CallDirectory, *, host: str = "127.0.0.1",
+                 port: int = 5060, advertise_host: str | None = None, max_calls: int | None = None,
+                 state: Any = None) -> None:
+        self.services, self.directory, self.state = services, directory, state
+        self.server = SipServer(self._on_call, host=host, port=port, advertise_host=advertise_host,
+                                max_calls=max_calls, admit=self._admit)
+
+    async def start(self) -> None:
+        await self.server.start()
+        log.info("sip.listening", host=self.server.host, port=self.server.port, max_calls=self.server.max_calls)
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.address
+        return f"sip:{host}:{port}"
+
+    def _admit(self, call: IncomingCall) -> tuple[int, str] | None:
+        if call.params.get("setup") or call.params.get("tenant"):
+            return None  # resolved (or refused with a clear reason) by the directory once the call starts
+        try:
+            self.directory.agent_for(CallStarted(call_id=call.call_id, caller_id=call.caller, called=call.called))
+        except CallSetupError as exc:
+            log.warning("sip.unknown_number", called=call.called, reason=str(exc))
+            return 404, "Not Found"
+        return None
+
+    async def _on_call(self, transport: SipCallTransport) -> None:
+        if self.state is not None:
+            self.state.active_calls += 1
+        try:
+            await run_call(transport, self.services, self.directory.resolve, self.directory.record_for)
+        finally:
+            if self.state is not None:
+                self.state.active_calls -= 1
+
+
+@contextlib.asynccontextmanager
+async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, CallDirectory]]:
+    """A SIP edge on 127.0.0.1 (random port) in this process: its URL and call directory (eval, tests)."""
+    from spotfunnel.store.db import Database
+
+    db = Database("sqlite://")
+    directory = CallDirectory(default_setup=lambda agent: CallSetup(agent=agent, db=db, clock=SystemClock()))
+    edge = SipEdge(services, directory, host="127.0.0.1", port=0)
+    await edge.start()
+    try:
+        yield edge.url, directory
+    finally:
+        await edge.stop()
+
+
+async def serve_with_sip(app: Any, *, host: str, port: int, log_level: str, sip_port: int,
+                         sip_max_calls: int | None) -> None:
+    """`spotfunnel serve --sip-port`: uvicorn and the SIP edge in one event loop.
+
+    The SIP port opens once the app has started (models loaded), so the first call is not slow,
+    and closes (BYE to the calls still up) when uvicorn stops.
+    """
+    import asyncio
+
+    import uvicorn
+
+    state = app.state.spotfunnel
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    edge = SipEdge(state.services, state.directory, host=host, port=sip_port, max_calls=sip_max_calls, state=state)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            return
+        await asyncio.sleep(0.05)
+    await edge.start()
+    try:
+        await task
+    finally:
+        await edge.stop()

@@ -1,0 +1,150 @@
+"""One SIP call as a `Transport`: RTP in -> steady 20 ms frames and events; agent frames -> RTP out; BYE and REFER."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Callable, Protocol
+
+from spotfunnel.transports.base import AudioIn, CallStarted, Dtmf, Hangup, InboundEvent, MarkPlayed
+from spotfunnel.transports.sip.media import SipMediaCodec
+
+__all__ = ["CallControl", "SipCallTransport"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.02
+
+
+class CallControl(Protocol):
+    """What the SIP server does for a call's transport: end the dialog, hand the caller on."""
+
+    async def bye(self) -> None: ...
+
+    async def refer(self, to: str) -> bool: ...
+
+
+class SipCallTransport:
+    """The agent's side of one SIP call.
+
+    Inbound RTP goes through `SipMediaCodec`; in real time a 20 ms ticker keeps frames coming while
+    the caller sends nothing (hold, DTX, loss). Outbound frames become RTP at once, numbered on the
+    call's 20 ms grid, so the far end hears them in step with the frames it sent. There is no
+    playback report in RTP: a mark counts as played once the audio before it is on the wire.
+    `lockstep` (X-SpotFunnel-Lockstep: 1) means one RTP packet goes out per packet that came in.
+    """
+
+    def __init__(self, started: CallStarted, codec: SipMediaCodec, send_rtp: Callable[[bytes], None],
+                 control: CallControl, *, lockstep: bool = False) -> None:
+        self.started = started
+        self.codec = codec
+        self.lockstep = lockstep
+        self._send_rtp = send_rtp
+        self._control = control
+        self._pending: deque[InboundEvent] = deque([started])
+        self._wake = asyncio.Event()
+        self._ended: Hangup | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._frames_delivered = 0
+        self.control_requests: list[tuple[str, str]] = []
+
+    @property
+    def call_id(self) -> str:
+        return self.started.call_id
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self.codec.stats)
+
+    def start(self) -> None:
+        """Start the real-time ticker (not needed in lockstep, where the caller's packets pace everything)."""
+        if not self.lockstep and self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick_forever(), name=f"sip-tick-{self.call_id}")
+
+    # ---- inbound ---------------------------------------------------------------------------
+
+    def on_rtp(self, data: bytes) -> None:
+        """A datagram arrived on the call's media port."""
+        if self._ended is None:
+            self._queue(self.codec.decode_packet(data, asyncio.get_running_loop().time()))
+
+    def on_dtmf(self, digit: str) -> None:
+        """A digit signalled out of band (SIP INFO)."""
+        if self._ended is None:
+            self._queue([Dtmf(digit)])
+
+    def _queue(self, events: list[InboundEvent]) -> None:
+        if events:
+            self._pending.extend(events)
+            self._wake.set()
+
+    async def _tick_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while self._ended is None:
+            deadline += TICK_S
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            self._queue(self.codec.tick(loop.time()))
+
+    async def receive(self) -> InboundEvent:
+        """The next inbound item; Hangup once the call is over (and on every call after)."""
+        while not self._pending:
+            if self._ended is not None:
+                return self._ended
+            self._wake.clear()
+            await self._wake.wait()
+        item = self._pending.popleft()
+        if isinstance(item, AudioIn):
+            self._frames_delivered += 1
+        return item
+
+    def end(self, reason: str) -> None:
+        """The call is over (BYE, CANCEL, agent hang-up, server stop): flush held audio, then Hangup."""
+        if self._ended is not None:
+            return
+        self._queue(self.codec.finish())
+        self._ended = Hangup(reason)
+        self._pending.append(self._ended)
+        self._wake.set()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        log.info("sip call %s ended: %s (%s)", self.call_id, reason, dict(self.codec.stats))
+
+    # ---- outbound --------------------------------------------------------------------------
+
+    async def send_audio(self, pcm: bytes) -> None:
+        """One 20 ms agent frame, placed on the grid of the caller frame it answers."""
+        if self._ended is not None:
+            return
+        for packet in self.codec.encode_frame(pcm, slot=max(0, self._frames_delivered - 1)):
+            self._send_rtp(packet)
+
+    async def send_mark(self, name: str) -> None:
+        if self._ended is None:
+            self._queue([MarkPlayed(name)])
+
+    async def clear(self) -> None:
+        self.codec.clear()
+
+    async def hangup(self) -> None:
+        """The agent ends the call: BYE to the caller."""
+        if self._ended is not None:
+            return
+        self.control_requests.append(("hangup", ""))
+        self.end("agent hung up")
+        await self._control.bye()
+
+    async def transfer(self, to: str) -> bool:
+        """Hand the caller to `to` with a REFER (blind transfer), then leave the call with BYE.
+
+        True either way: the call leaves the agent even when the far end refuses the REFER.
+        """
+        if self._ended is not None:
+            return True
+        self.control_requests.append(("transfer", to))
+        self.end(f"transferred to {to}")
+        accepted = await self._control.refer(to)
+        if not accepted:
+            log.warning("sip call %s: the caller's side refused the transfer to %s; ending the call", self.call_id, to)
+        await self._control.bye()
+        return True

@@ -1,0 +1,122 @@
+"""One SIP dialog as the UAS sees it (RFC 3261 12): the caller's identity, tags, route and our requests in it."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from spotfunnel.transports.sip.message import SipMessage, header_param, name_addr_uri, uri_host_port, uri_user
+from spotfunnel.transports.sip.sdp import AgreedMedia
+
+if TYPE_CHECKING:
+    from spotfunnel.transports.sip.call import SipCallTransport
+    from spotfunnel.transports.sip.udp import UdpSocket
+
+__all__ = ["SipDialog", "call_params", "new_branch", "new_tag"]
+
+Address = tuple[str, int]
+CUSTOM_PREFIX = "x-spotfunnel-"
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + uuid.uuid4().hex[:20]  # the RFC 3261 magic cookie marks a unique branch
+
+
+def new_tag() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def call_params(invite: SipMessage) -> dict[str, str]:
+    """The call's parameters: every `X-SpotFunnel-Name` header as `name` (what Twilio's customParameters carry).
+
+    Also `caller` and `called` from From and the Request-URI, unless the headers set them.
+    """
+    params: dict[str, str] = {}
+    for name, value in invite.headers:
+        if name.lower().startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
+            params[name[len(CUSTOM_PREFIX):].lower()] = value
+    params.setdefault("caller", uri_user(name_addr_uri(invite.get("From") or "")))
+    params.setdefault("called", uri_user(invite.uri or "") or uri_user(name_addr_uri(invite.get("To") or "")))
+    return params
+
+
+@dataclass
+class SipDialog:
+    """State of one call's dialog on the server side."""
+
+    invite: SipMessage
+    source: Address
+    local_tag: str
+    local_contact: str
+    via_host: str
+    agreed: AgreedMedia | None = None
+    media: UdpSocket | None = None
+    transport: SipCallTransport | None = None
+    answered: bool = False
+    cancelled: bool = False
+    ended: bool = False
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+    local_cseq: int = field(default_factory=lambda: 1 + int(uuid.uuid4().int % 10_000))
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+    @property
+    def branch(self) -> str:
+        return self.invite.branch
+
+    @property
+    def remote_tag(self) -> str:
+        return header_param(self.invite.get("From") or "", "tag") or ""
+
+    @property
+    def remote_target(self) -> str:
+        """Where in-dialog requests are addressed: the caller's Contact (its From URI when absent)."""
+        contact = self.invite.get("Contact")
+        return name_addr_uri(contact or self.invite.get("From") or "")
+
+    @property
+    def destination(self) -> Address:
+        """Where in-dialog requests are sent: the first Record-Route hop, else where the INVITE came from.
+
+        The INVITE's source is used instead of the Contact's host because a caller behind NAT
+        advertises a private Contact it cannot be reached at; replies to the source reach it.
+        """
+        routes = self.invite.get_all("Record-Route")
+        if routes:
+            return uri_host_port(name_addr_uri(routes[0]))
+        return self.source
+
+    def request(self, method: str, branch: str, headers: list[tuple[str, str]] | None = None,
+                body: bytes = b"", content_type: str | None = None) -> SipMessage:
+        """A request inside the dialog (BYE, REFER) from us to the caller."""
+        self.local_cseq += 1
+        msg = SipMessage(method=method, uri=self.remote_target)
+        msg.add("Via", f"SIP/2.0/UDP {self.via_host};branch={branch};rport")
+        msg.add("Max-Forwards", "70")
+        to_value = self.invite.get("To") or ""
+        if header_param(to_value, "tag") is None:
+            to_value = f"{to_value};tag={self.local_tag}"
+        msg.add("From", to_value)
+        msg.add("To", self.invite.get("From") or "")
+        msg.add("Call-ID", self.call_id)
+        msg.add("CSeq", f"{self.local_cseq} {method}")
+        for route in self.invite.get_all("Record-Route"):
+            msg.add("Route", route)
+        msg.add("Contact", self.local_contact)
+        for name, value in headers or []:
+            msg.add(name, value)
+        if content_type:
+            msg.add("Content-Type", content_type)
+        msg.body = body
+        return msg
+
+    def transfer_uri(self, number: str) -> str:
+        """The Refer-To target for a phone number: the number at the caller's own host (its PBX or trunk)."""
+        if number.startswith(("sip:", "sips:", "tel:")):
+            return number
+        host, port = uri_host_port(name_addr_uri(self.invite.get("From") or ""))
+        host_part = f"{host}:{port}" if port != 5060 else host
+        return f"sip:{number}@{host_part}"

@@ -1,0 +1,378 @@
+"""The browser over WebRTC, server side (aiortc): Opus 48 kHz both ways, a data channel for control and events."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from typing import Any, Callable, Iterator, Mapping
+
+import aioice.ice
+import av
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
+
+from spotfunnel.audio.frames import FRAME_BYTES
+from spotfunnel.audio.profiles import BROWSER_OPUS, EncodingIssue, analyse_audio, count_issue
+from spotfunnel.transports.base import AudioIn, CallStarted, Dtmf, Hangup, InboundEvent, MarkPlayed, ProtocolIssue
+from spotfunnel.transports.browser_ws import CONTROL_TYPES, DTMF_DIGITS
+from spotfunnel.transports.webrtc_audio import OPUS_FRAME_SAMPLES, OPUS_RATE, WebRtcAudioPath, first_channel_s16
+
+__all__ = ["AgentAudioTrack", "WebRtcTransport", "loopback_candidates"]
+
+log = logging.getLogger(__name__)
+
+FRAME_S = OPUS_FRAME_SAMPLES / OPUS_RATE  # 0.02
+#: frames queued for the caller beyond which the track stops waiting for the wall clock and
+#: catches up (the browser's capture clock runs a little faster than ours)
+CATCH_UP_FRAMES = 5
+
+# ---- loopback ICE candidates ---------------------------------------------------------------
+# aioice gathers host candidates from every interface except 127.0.0.1 and offers no option to
+# change that. A browser on the same machine (a developer's laptop, the Chromium test, a host
+# whose only interface is loopback) needs it, so while `loopback_candidates` is active in
+# the current context, gathering adds 127.0.0.1. The context variable keeps it to the one
+# connection that asked; asyncio.gather copies the context into aioice's gathering tasks.
+_LOOPBACK = contextvars.ContextVar("spotfunnel_webrtc_loopback", default=False)
+_original_host_addresses: Callable[[bool, bool], list[str]] | None = None
+
+
+def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    assert _original_host_addresses is not None
+    addresses = list(_original_host_addresses(use_ipv4, use_ipv6))
+    if _LOOPBACK.get() and use_ipv4 and "127.0.0.1" not in addresses:
+        addresses.append("127.0.0.1")
+    return addresses
+
+
+@contextlib.contextmanager
+def loopback_candidates(allowed: bool = True) -> Iterator[None]:
+    """Within the block, ICE gathering in this context offers 127.0.0.1 too (or, with False, not)."""
+    global _original_host_addresses
+    if _original_host_addresses is None:
+        _original_host_addresses = aioice.ice.get_host_addresses
+        aioice.ice.get_host_addresses = _host_addresses
+    token = _LOOPBACK.set(allowed)
+    try:
+        yield
+    finally:
+        _LOOPBACK.reset(token)
+
+
+# ---- the agent's track ---------------------------------------------------------------------
+class AgentAudioTrack(MediaStreamTrack):
+    """The agent's voice to the browser: queued 20 ms frames in real time, silence when none.
+
+    The voice session queues one frame per caller frame, and caller frames arrive in real time, so
+    the queue stays short; `recv` paces itself by the wall clock (aiortc's sender calls it in a
+    loop). Marks queued between frames are reported through `on_mark` once the audio before them
+    has been handed to the encoder.
+    """
+
+    kind = "audio"
+
+    def __init__(self, path: WebRtcAudioPath, on_mark: Callable[[str], None]) -> None:
+        super().__init__()
+        self._path = path
+        self._on_mark = on_mark
+        self._items: deque[av.AudioFrame | str] = deque()
+        self._start: float | None = None
+        self._sent = 0
+        self.frames_sent = 0
+        self.first_audio_wall: float | None = None
+
+    @property
+    def queued_frames(self) -> int:
+        return sum(1 for item in self._items if not isinstance(item, str))
+
+    def push(self, frame: av.AudioFrame) -> None:
+        self._items.append(frame)
+
+    def push_mark(self, name: str) -> None:
+        self._items.append(name)
+
+    def clear(self) -> None:
+        """Drop the queued audio; the marks in it count as played (as Twilio reports them on clear)."""
+        marks = [item for item in self._items if isinstance(item, str)]
+        self._items.clear()
+        for name in marks:
+            self._on_mark(name)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._sent * FRAME_S
+        if self.queued_frames > CATCH_UP_FRAMES:
+            # A backlog: send now, and move the schedule so that this frame is not paid back later.
+            self._start -= max(0.0, due - now)
+        elif due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > 0.2:
+            self._start = now - self._sent * FRAME_S  # we fell behind (a stall): restart the clock
+        self._sent += 1
+        self._report_marks()
+        if self._items:
+            frame = self._items.popleft()
+            assert not isinstance(frame, str)
+            self._report_marks()
+            self.frames_sent += 1
+            if self.first_audio_wall is None:
+                self.first_audio_wall = time.perf_counter()
+            return frame
+        return self._path.silence()
+
+    def _report_marks(self) -> None:
+        while self._items and isinstance(self._items[0], str):
+            self._on_mark(str(self._items.popleft()))
+
+
+# ---- the transport -------------------------------------------------------------------------
+class WebRtcTransport:
+    """One browser call over WebRTC, as a `Transport`.
+
+    `answer(offer)` sets up the peer connection and returns the SDP answer; CallStarted is queued at
+    once (tenant and caller come with the offer). Inbound Opus is decoded by aiortc and converted
+    to 640-byte frames; the data channel carries `dtmf` {digit} and `hangup` from the page, and the
+    agent's `hangup`/`transfer` and the call's events (`send_event`) to it.
+    """
+
+    #: marks come back from the agent track once the audio before them has gone to the encoder: the
+    #: queue that barge-in can still cut is ours, the browser's jitter buffer adds only tens of ms
+    echoes_marks = True
+
+    def __init__(self, *, tenant: str | None, caller: str = "", params: Mapping[str, str] | None = None,
+                 connect_timeout_s: float = 15.0) -> None:
+        self.lockstep = False
+        self.call_id = f"webrtc-{uuid.uuid4().hex[:12]}"
+        self.path = WebRtcAudioPath()
+        self.track = AgentAudioTrack(self.path, self._mark_played)
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
+        self.stats: dict[str, int] = {"frames_in": 0, "frames_out": 0, "issues": 0, "events_out": 0}
+        self.first_audio_in_wall: float | None = None
+        self._inbound: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._ended: Hangup | None = None
+        self._channel: RTCDataChannel | None = None
+        self._unsent: list[str] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._opening = bytearray()
+        self._opening_checked = False
+        self._issues_seen: set[str] = set()
+        self._connect_timeout_s = connect_timeout_s
+        self._inbound.put_nowait(CallStarted(call_id=self.call_id, caller_id=caller, called="",
+                                             tenant_id=tenant or None, params=dict(params or {})))
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    async def answer(self, offer: RTCSessionDescription, *, allow_loopback: bool = False) -> RTCSessionDescription:
+        """Take the browser's offer; the answer carries our candidates (gathering is complete)."""
+        if offer.type != "offer":
+            raise ValueError(f"expected an SDP offer, got type {offer.type!r}")
+        try:
+            await self.pc.setRemoteDescription(offer)
+        except Exception as exc:  # aiortc raises assorted errors on SDP it cannot use
+            raise ValueError(f"malformed or unsupported SDP offer ({type(exc).__name__}: {exc})") from exc
+        if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
+            raise ValueError("the offer has no audio m-line: the page must add its microphone track")
+        self.pc.addTrack(self.track)
+        with loopback_candidates(allow_loopback):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._check_codec(self.pc.localDescription.sdp)
+        self._spawn(self._watch_connect())
+        return self.pc.localDescription
+
+    def _check_codec(self, answer_sdp: str) -> None:
+        """The agreed audio codec against the browser profile (Opus 48 kHz); another one still works."""
+        audio = [m for m in SessionDescription.parse(answer_sdp).media if m.kind == "audio"]
+        codecs = [c for c in audio[0].rtp.codecs if c.name.lower() not in ("telephone-event", "cn")] if audio else []
+        if not codecs:
+            self._encoding_issue(EncodingIssue("format", "no audio codec agreed with the browser"))
+            return
+        agreed = codecs[0]
+        if agreed.name.lower() != BROWSER_OPUS.codec or agreed.clockRate != BROWSER_OPUS.sample_rate:
+            self._encoding_issue(EncodingIssue("format", f"the browser agreed {agreed.name}/{agreed.clockRate}, "
+                                                         f"not Opus/{BROWSER_OPUS.sample_rate} (the "
+                                                         f"{BROWSER_OPUS.name} profile); audio is converted anyway"))
+
+    # ---- inbound ----
+    async def receive(self) -> InboundEvent:
+        if self._ended is not None and self._inbound.empty():
+            return self._ended
+        return await self._inbound.get()
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio":
+            self._issue(f"a {track.kind} track from the page ignored (audio only)")
+            return
+        self._spawn(self._read_track(track))
+
+    async def _read_track(self, track: MediaStreamTrack) -> None:
+        while self._ended is None:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                self._finish("caller's audio track ended")
+                return
+            self._on_frame(frame)  # type: ignore[arg-type]
+
+    def _on_frame(self, frame: av.AudioFrame) -> None:
+        if self.first_audio_in_wall is None:
+            self.first_audio_in_wall = time.perf_counter()
+        frames, issues = self.path.inbound(frame)
+        for issue in issues:
+            self._encoding_issue(issue)
+        if not self._opening_checked:
+            self._check_opening(frame)
+        for pcm in frames:
+            self.stats["frames_in"] += 1
+            self._inbound.put_nowait(AudioIn(pcm))
+
+    def _check_opening(self, frame: av.AudioFrame) -> None:
+        """Dead line or clipping in the first second of decoded audio (the profile's audio check)."""
+        self._opening += first_channel_s16(frame)
+        if len(self._opening) >= BROWSER_OPUS.sample_rate * 2:
+            self._opening_checked = True
+            for issue in analyse_audio(bytes(self._opening), BROWSER_OPUS):
+                self._encoding_issue(issue)
+            self._opening.clear()
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+        channel.on("message", self.handle_message)
+        channel.on("open", self._flush_events)
+        if channel.readyState == "open":
+            self._flush_events()
+
+    def handle_message(self, message: str | bytes) -> None:
+        """One data channel message from the page: `dtmf` {digit} or `hangup` (public for tests)."""
+        if self._ended is not None:
+            return
+        try:
+            msg = json.loads(message)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+            self._issue(f"malformed data channel message ignored: {str(message)[:80]!r}")
+            return
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind == "dtmf":
+            digit = msg.get("digit")
+            if isinstance(digit, str) and digit.upper() in DTMF_DIGITS:
+                self._inbound.put_nowait(Dtmf(digit.upper()))
+            else:
+                self._issue(f"dtmf message with digit {digit!r} ignored: use one of 0-9 * # A-D")
+        elif kind == "hangup":
+            self._finish("caller hung up")
+        else:
+            self._issue(f"unknown data channel message type {kind!r} ignored; expected dtmf or hangup")
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state in ("failed", "closed"):
+            self._finish(f"WebRTC connection {state}")
+
+    async def _watch_connect(self) -> None:
+        await asyncio.sleep(self._connect_timeout_s)
+        if self.first_audio_in_wall is None:
+            self._finish(f"no audio from the browser within {self._connect_timeout_s:.0f} s "
+                         f"(WebRTC state {self.pc.connectionState}): ICE or DTLS did not complete")
+
+    def _finish(self, reason: str) -> None:
+        if self._ended is not None:
+            return
+        for pcm in self.path.flush_inbound():
+            self._inbound.put_nowait(AudioIn(pcm))
+        self._ended = Hangup(reason)
+        self._inbound.put_nowait(self._ended)
+        log.info("webrtc call %s ended: %s", self.call_id, reason)
+
+    def _encoding_issue(self, issue: EncodingIssue) -> None:
+        count_issue("browser-webrtc", issue)
+        self._issue(f"call {self.call_id}: {issue.message}")
+
+    def _issue(self, message: str) -> None:
+        if message in self._issues_seen:
+            return  # a per-frame problem is reported once, not fifty times a second
+        self._issues_seen.add(message)
+        self.stats["issues"] += 1
+        log.info("webrtc protocol issue (call %s): %s", self.call_id, message)
+        self._inbound.put_nowait(ProtocolIssue(message))
+
+    def _mark_played(self, name: str) -> None:
+        self._inbound.put_nowait(MarkPlayed(name))
+
+    # ---- outbound ----
+    async def send_audio(self, pcm: bytes) -> None:
+        if len(pcm) != FRAME_BYTES:
+            raise ValueError(f"outbound frames must be {FRAME_BYTES} bytes, got {len(pcm)}")
+        self.track.push(self.path.outbound(pcm))
+        self.stats["frames_out"] += 1
+
+    async def send_mark(self, name: str) -> None:
+        self.track.push_mark(name)
+
+    async def clear(self) -> None:
+        self.track.clear()
+
+    async def hangup(self) -> None:
+        """Let the queued audio play out (bounded), tell the page, end the call; `close` frees it."""
+        await self._drain_outbound()
+        self._send_json({"type": "hangup", "reason": "agent hung up"})
+        self._finish("agent hung up")
+
+    async def transfer(self, to: str) -> bool:
+        """A browser call cannot be bridged to a phone: the page is told the number, and the call ends."""
+        await self._drain_outbound()
+        self._send_json({"type": "transfer", "to": to})
+        self._finish(f"transferred to {to}")
+        return True
+
+    async def send_event(self, event: Mapping[str, Any]) -> None:
+        """A call event for the page over the data channel (held until the channel opens)."""
+        kind = event.get("type")
+        if not isinstance(kind, str) or kind in CONTROL_TYPES:
+            raise ValueError(f"event type must be a string other than {sorted(CONTROL_TYPES)}, got {kind!r}")
+        self._send_json(dict(event))
+        self.stats["events_out"] += 1
+
+    async def close(self) -> None:
+        """Close the peer connection and stop the tasks (after the last event)."""
+        self._finish("call closed")
+        deadline = time.monotonic() + 2.0
+        channel = self._channel
+        while channel is not None and channel.bufferedAmount > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # the last events (the outcome) must reach the page first
+        await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
+        self.track.stop()
+        await self.pc.close()
+
+    async def _drain_outbound(self, limit_s: float = 5.0) -> None:
+        deadline = time.monotonic() + limit_s
+        while self.track.queued_frames and time.monotonic() < deadline and self.pc.connectionState == "connected":
+            await asyncio.sleep(FRAME_S)
+
+    def _send_json(self, message: dict[str, Any]) -> None:
+        text = json.dumps(message, separators=(",", ":"), default=str)
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            self._unsent.append(text)
+            return
+        channel.send(text)
+
+    def _flush_events(self) -> None:
+        channel = self._channel
+        while channel is not None and channel.readyState == "open" and self._unsent:
+            channel.send(self._unsent.pop(0))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,221 @@
+"""Twilio's webhooks beyond the voice call: status and AMD callbacks, the outbound TwiML, POST /v1/calls, dial."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+from rich.console import Console
+from structlog.testing import capture_logs
+from twilio.request_validator import RequestValidator
+from typer.testing import CliRunner
+
+from spotfunnel.api.app import create_app
+from spotfunnel.api.dial import dial
+from spotfunnel.cli import app as cli
+from spotfunnel.store.db import Database
+from spotfunnel.transports.base import AnsweredBy, CallStarted
+from spotfunnel.transports.twilio import TwilioTransport
+from spotfunnel.transports.twilio_control import TwilioCallControl
+
+from twilio_fake import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, RunningFake
+
+TOKEN = "test-auth-token"
+SIGN = RequestValidator(TOKEN).compute_signature
+STATUS = {"CallSid": "CA" + "2" * 32, "AccountSid": ACCOUNT_SID, "CallStatus": "no-answer",
+          "Direction": "outbound-api", "From": "+14155550100", "To": "+14155550123", "CallDuration": "0",
+          "SequenceNumber": "3", "Timestamp": "Sun, 22 Nov 2026 05:00:00 +0000", "CallbackSource": "call-progress-events"}
+STATUS_URL = "http://testserver/twilio/status?tenant=maple-street-salon"
+
+
+def client(control: TwilioCallControl | None = None) -> TestClient:
+    """The real app, lifespan not entered: these routes need no models."""
+    return TestClient(create_app(Database("sqlite://"), run_worker=False, twilio_auth_token=TOKEN,
+                                 twilio_control=control))
+
+
+@pytest.fixture(autouse=True)
+def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SPOTFUNNEL_PUBLIC_URL", "SPOTFUNNEL_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeTwilio]:
+    with RunningFake() as running:
+        yield running
+
+
+# ---- status callbacks ------------------------------------------------------------------------
+
+
+# "RSOYDt4T1cUTdK1PDd93/VVr8B8=" is Twilio's published test vector (tests/unit/security_signature_test.py):
+# a genuine signature, but of another URL and params, so it must not pass here.
+@pytest.mark.parametrize("signature", [None, "bm90IGEgc2lnbmF0dXJl", "RSOYDt4T1cUTdK1PDd93/VVr8B8=",
+                                       "SIGNED_OTHER_URL"])
+def test_unsigned_or_wrongly_signed_status_callback_is_403(signature: str | None) -> None:
+    if signature == "SIGNED_OTHER_URL":
+        signature = SIGN("http://testserver/twilio/status?tenant=other", STATUS)
+    headers = {"X-Twilio-Signature": signature} if signature else {}
+    with capture_logs() as logs:
+        r = client().post("/twilio/status?tenant=maple-street-salon", data=STATUS, headers=headers)
+    assert r.status_code == 403
+    assert [e["path"] for e in logs if e["event"] == "twilio.signature.rejected"] == ["/twilio/status"]
+    assert not [e for e in logs if e["event"].startswith("twilio.call") or e["event"].startswith("twilio.outbound")]
+
+
+def test_signed_final_status_of_an_outbound_call_is_logged_and_counted() -> None:
+    labels = {"tenant": "maple-street-salon", "status": "no-answer"}
+    before = REGISTRY.get_sample_value("spotfunnel_outbound_calls_total", labels) or 0.0
+    with capture_logs() as logs:
+        r = client().post("/twilio/status?tenant=maple-street-salon", data=STATUS,
+                          headers={"X-Twilio-Signature": SIGN(STATUS_URL, STATUS)})
+    assert r.status_code == 204
+    [ended] = [e for e in logs if e["event"] == "twilio.outbound.ended"]
+    assert (ended["call_sid"], ended["status"], ended["to"]) == (STATUS["CallSid"], "no-answer", "+14155550123")
+    assert REGISTRY.get_sample_value("spotfunnel_outbound_calls_total", labels) == before + 1
+
+
+def test_progress_status_is_logged_not_counted() -> None:
+    ringing = {**STATUS, "CallStatus": "ringing"}
+    with capture_logs() as logs:
+        r = client().post("/twilio/status?tenant=maple-street-salon", data=ringing,
+                          headers={"X-Twilio-Signature": SIGN(STATUS_URL, ringing)})
+    assert r.status_code == 204
+    assert [e["status"] for e in logs if e["event"] == "twilio.call.status"] == ["ringing"]
+    assert not [e for e in logs if e["event"] == "twilio.outbound.ended"]
+
+
+# ---- answering-machine detection ------------------------------------------------------------
+
+
+class SilentSocket:
+    async def receive_text(self) -> str:
+        raise ConnectionError("not used")
+
+    async def send_text(self, data: str) -> None:
+        pass
+
+
+def amd_form(label: str) -> dict[str, str]:
+    return {"AccountSid": ACCOUNT_SID, "CallSid": "CA" + "3" * 32, "AnsweredBy": label,
+            "MachineDetectionDuration": "4123"}
+
+
+def live_transport() -> TwilioTransport:
+    transport = TwilioTransport(SilentSocket())
+    transport.handle_text(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ3", "start": {
+        "streamSid": "MZ3", "callSid": "CA" + "3" * 32, "customParameters": {"direction": "outbound"},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
+    return transport
+
+
+@pytest.mark.parametrize("label, kind", [("machine_end_beep", "machine"), ("human", "human"), ("fax", "fax"),
+                                         ("machine_start", "machine"), ("unknown", "unknown")])
+async def test_amd_result_reaches_the_live_call(label: str, kind: str) -> None:
+    api = client()
+    transport = live_transport()
+    assert isinstance(await transport.receive(), CallStarted)
+    api.app.state.spotfunnel.twilio_calls.add(transport.call_sid, transport)
+    form = amd_form(label)
+    r = api.post("/twilio/amd", data=form, headers={"X-Twilio-Signature": SIGN("http://testserver/twilio/amd", form)})
+    assert r.status_code == 204
+    assert await transport.receive() == AnsweredBy(kind, label)
+
+
+async def test_amd_result_before_the_stream_starts_is_held_for_the_call() -> None:
+    api = client()
+    form = amd_form("machine_end_silence")
+    r = api.post("/twilio/amd", data=form, headers={"X-Twilio-Signature": SIGN("http://testserver/twilio/amd", form)})
+    assert r.status_code == 204
+    transport = live_transport()
+    assert isinstance(await transport.receive(), CallStarted)
+    api.app.state.spotfunnel.twilio_calls.add(transport.call_sid, transport)
+    assert await transport.receive() == AnsweredBy("machine", "machine_end_silence")
+
+
+def test_unsigned_amd_callback_is_403() -> None:
+    assert client().post("/twilio/amd", data=amd_form("human")).status_code == 403
+
+
+# ---- the outbound call's TwiML --------------------------------------------------------------
+
+
+def test_outbound_voice_webhook_streams_with_direction_and_the_parties_the_right_way_round() -> None:
+    form = {"CallSid": "CA" + "4" * 32, "AccountSid": ACCOUNT_SID, "Direction": "outbound-api",
+            "From": "+14155550100", "To": "+14155550123", "CallStatus": "in-progress"}
+    url = "http://testserver/twilio/voice?tenant=maple-street-salon"
+    r = client().post("/twilio/voice?tenant=maple-street-salon", data=form,
+                      headers={"X-Twilio-Signature": SIGN(url, form)})
+    assert r.status_code == 200
+    params = dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)"/>', r.text))
+    assert params == {"tenant": "maple-street-salon", "call_sid": form["CallSid"], "direction": "outbound",
+                      "caller": "+14155550123", "called": "+14155550100"}
+
+
+# ---- placing a call: POST /v1/calls and spotfunnel dial -------------------------------------
+
+
+def test_place_call_creates_it_at_twilio_with_our_callbacks(fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTFUNNEL_API_TOKEN", "s3cret")
+    monkeypatch.setenv("SPOTFUNNEL_PUBLIC_URL", "https://voice.example.com/")
+    fake.requests.clear()
+    api = client(TwilioCallControl(ACCOUNT_SID, AUTH_TOKEN, api_url=fake.url))
+    r = api.post("/v1/calls", json={"tenant": "maple-street-salon", "to": "+1 415 555 0123"},
+                 headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["call_sid"].startswith("CA") and body["status"] == "queued"
+    assert (body["to"], body["from"]) == ("+14155550123", "+14155550100")
+    [create] = fake.creates()
+    assert create.one("Url") == "https://voice.example.com/twilio/voice?tenant=maple-street-salon"
+    assert create.one("StatusCallback") == "https://voice.example.com/twilio/status?tenant=maple-street-salon"
+    assert create.one("AsyncAmdStatusCallback") == "https://voice.example.com/twilio/amd"
+
+
+@pytest.mark.parametrize("body, auth, code, message", [
+    ({"tenant": "maple-street-salon", "to": "+14155550123"}, None, 401, "missing or wrong API token"),
+    ({"tenant": "maple-street-salon", "to": "555-0123"}, "Bearer s3cret", 422, "not in E.164 form"),
+    ({"tenant": "no-such-salon", "to": "+14155550123"}, "Bearer s3cret", 404, "no-such-salon"),
+    ({"tenant": "maple-street-salon", "to": "+14155550123"}, "Bearer s3cret", 503, "set TWILIO_ACCOUNT_SID"),
+])
+def test_place_call_refusals_say_what_to_do(body: dict[str, str], auth: str | None, code: int, message: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTFUNNEL_API_TOKEN", "s3cret")
+    r = client().post("/v1/calls", json=body, headers={"Authorization": auth} if auth else {})
+    assert r.status_code == code and message in r.json()["detail"]
+
+
+def test_without_an_api_token_only_loopback_may_place_calls() -> None:
+    r = client().post("/v1/calls", json={"tenant": "maple-street-salon", "to": "+14155550123"})
+    assert r.status_code == 403 and "SPOTFUNNEL_API_TOKEN" in r.json()["detail"]  # TestClient is not loopback
+
+
+def test_dial_rejects_a_bad_number_before_calling_anyone() -> None:
+    result = CliRunner().invoke(cli, ["dial", "--tenant", "maple-street-salon", "--to", "+1415555",
+                                      "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 2
+    assert "'+1415555' is not a valid phone number" in result.output and "E.164" in result.output
+
+
+def test_dial_reports_missing_credentials_from_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTFUNNEL_API_TOKEN", "s3cret")
+    out = io.StringIO()
+    code = dial("http://testserver", "maple-street-salon", "+14155550123", Console(file=out, width=300),
+                client=client())
+    assert code == 1
+    assert "the call was not placed (HTTP 503)" in out.getvalue()
+    assert "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in out.getvalue()
+
+
+def test_dial_places_the_call(fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPOTFUNNEL_API_TOKEN", "s3cret")
+    out = io.StringIO()
+    api = client(TwilioCallControl(ACCOUNT_SID, AUTH_TOKEN, api_url=fake.url))
+    assert dial("http://testserver", "maple-street-salon", "+14155550123", Console(file=out, width=300),
+                client=api) == 0
+    assert re.search(r"Twilio call CA[0-9a-f]{32} \(queued\)", out.getvalue())
