@@ -228,3 +228,18 @@ async def test_edge_refuses_a_number_no_tenant_answers_with_404() -> None:
         assert refused.value.status == 404
     finally:
         await edge.stop()
+
+
+async def test_caller_behind_nat_gets_rtp_where_its_rtp_comes_from(server: SipServer, echo: EchoHandler,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller's SDP names a port nothing listens on (a NAT rewrote it): symmetric RTP answers the
+    address its packets really come from, so the caller still hears the agent."""
+    import spotfunnel.transports.sip.peer as peer_module
+
+    real_offer = peer_module.build_offer
+    monkeypatch.setattr(peer_module, "build_offer", lambda host, port, *a, **kw: real_offer(host, port + 7, *a, **kw))
+    peer = SipPeer(server.address, called="+14155550100", lockstep=True, lockstep_timeout_s=3.0)
+    await peer.connect()
+    assert await talk(peer, 20) >= 19  # every agent packet came back to the real socket
+    await peer.hangup()
+    await asyncio.wait_for(echo.release.wait(), 5)

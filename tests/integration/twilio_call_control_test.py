@@ -138,3 +138,38 @@ async def test_refused_transfer_gives_the_caller_the_number_then_hangs_up(servic
         "transfer", "transfer_failed", "agent_hangup"]
     last_agent_line = [t for t in record.transcript if t["role"] == "agent"][-1]
     assert "reach our team directly at 4 1 5, 5 5 5, 0 1 9 9" in last_agent_line["text"], record.transcript
+
+
+async def test_outbound_call_answered_by_a_machine_leaves_voicemail_and_ends_at_twilio(  # type: ignore[no-untyped-def]
+        services, fake: FakeTwilio) -> None:
+    """Outbound over Media Streams: the callee is an answering machine (greeting, beep). The agent says
+    nothing over the greeting, leaves the voicemail message after the beep, then ends the call over REST."""
+    from outbound_call_test import GREETING, beep, quiet, speak
+
+    agent = load_agent("maple-street-salon")
+    await warm_up(services, fixed_phrases(agent))
+    setup = CallSetup(agent=agent, db=await asyncio.to_thread(Database.memory),
+                      clock=FrozenClock(load_scenario(MORE / "talk-to-a-person.yaml").now))
+    record = CallRecord(call_id="outbound-machine")
+    control = TwilioCallControl(ACCOUNT_SID, AUTH_TOKEN, api_url=fake.url)
+    machine = quiet(300) + await speak(GREETING) + quiet(300)
+    async with loopback_server(services, control) as (url, directory):
+        line, agent_side = await open_line("twilio", services, setup, record, "+14155550166", lockstep=True,
+                                           server_url=url, directory=directory, direction="outbound")
+        assert isinstance(line, TwilioPeer)
+        over_greeting = [audible(await line.exchange(f)) for f in split_frames(machine)]
+        for frame in split_frames(beep()):
+            await line.exchange(frame)
+        after_beep = []
+        for _ in range(1500):
+            if line.closed:
+                break
+            after_beep.append(audible(await line.exchange(bytes(640))))
+        await asyncio.wait_for(agent_side, 30)
+    assert not any(over_greeting)
+    assert sum(after_beep) > 100  # seconds of message, starting after the beep
+    assert record.outcome == "voicemail"
+    spoken = [e.data["text"] for e in record.events.of("agent_speech_queued")]
+    assert spoken == [agent.voicemail(phone="4 1 5, 5 5 5, 0 1 0 0")]
+    assert [u.form for u in fake.updates()] == [{"Status": ["completed"]}]
+    assert fake.updates()[0].path.endswith(f"/Calls/{line.call_sid}.json")

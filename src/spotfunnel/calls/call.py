@@ -29,6 +29,8 @@ from spotfunnel.voice.vad import FrameVad
 
 log = structlog.get_logger(__name__)
 
+ENDING_GRACE_S = 10.0  # how long a closing call waits for the provider to confirm the hang-up or transfer
+
 
 @dataclass
 class CallSetup:
@@ -186,6 +188,8 @@ class Conversation:
             if talk.done() and talk.exception() is not None:
                 raise talk.exception()  # type: ignore[misc]
             if voice.done():
+                if self._ending:  # the agent's own hang-up or transfer closed the line: let its request finish
+                    await asyncio.wait({talk}, timeout=ENDING_GRACE_S)
                 talk.cancel()
             else:
                 self.session.close_conversation()

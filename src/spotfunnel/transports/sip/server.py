@@ -238,16 +238,23 @@ class SipServer:
         codec = SipMediaCodec(agreed, realtime=not lockstep, label=msg.call_id)
         started = CallStarted(call_id=msg.call_id, caller_id=params["caller"], called=params["called"],
                               tenant_id=params.get("tenant") or None, params=params)
-        remote = (agreed.remote_host, agreed.remote_port)
+        remote = [(agreed.remote_host, agreed.remote_port)]
+        trusted_hosts = {agreed.remote_host, addr[0]}
         transport: SipCallTransport | None = None
 
-        def on_media(data: bytes, _source: Address) -> None:
+        def on_media(data: bytes, source: Address) -> None:
+            # Symmetric RTP (RFC 4961): a caller behind NAT sends from another address than its SDP
+            # says; answer where its RTP comes from, but only from the hosts of its SDP or signalling.
+            if source != remote[0] and source[0] in trusted_hosts and data[:1] and data[0] >> 6 == 2:
+                log.info("SIP: call %s: RTP comes from %s:%d, not %s:%d; sending there", msg.call_id,
+                         *source, *remote[0])
+                remote[0] = source
             if transport is not None:
                 transport.on_rtp(data)
 
         dialog.media = await open_udp(self.host, 0, on_media, f"rtp {msg.call_id}")
         media_socket = dialog.media
-        transport = SipCallTransport(started, codec, lambda pkt: media_socket.send(pkt, remote),
+        transport = SipCallTransport(started, codec, lambda pkt: media_socket.send(pkt, remote[0]),
                                      DialogControl(self._client, dialog, self._spawn), lockstep=lockstep)
         self._respond(msg, addr, 180, "Ringing", to_tag=dialog.local_tag)
         if self.answer_delay_s > 0:
@@ -260,7 +267,7 @@ class SipServer:
         ok = self._respond(msg, addr, 200, "OK", to_tag=dialog.local_tag, headers=headers, body=sdp)
         dialog.answered, dialog.transport = True, transport
         log.info("SIP: call %s answered (%s/%d ms, dtmf pt %s, rtp to %s:%d, lockstep %s)", msg.call_id,
-                 agreed.codec, agreed.ptime, agreed.dtmf_payload_type, *remote, lockstep)
+                 agreed.codec, agreed.ptime, agreed.dtmf_payload_type, *remote[0], lockstep)
         self._spawn(self._retransmit_ok(dialog, ok.serialise(), addr))
         transport.start()
         self._spawn(self._run_call(dialog, transport))
