@@ -84,16 +84,15 @@ def twilio_media_messages(frames: list[bytes], stream_sid: str = "MZbench") -> l
     return out
 
 
-def _twilio_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
-    sock = _MemorySocket()
-    transport = TwilioTransport(sock)
-    transport.handle_text(twilio_start())
-    pending = transport._pending  # the transport's parsed inbound items, read directly to keep sockets out
+def _socket_codec(transport: Any, sock: _MemorySocket, feed: Callable[[int], None],
+                  frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
+    """Inbound: `feed(i)` hands the transport one wire message, whose parsed items are then taken
+    off its queue directly (no socket); outbound: one `send_audio` into the memory socket."""
+    pending = transport._pending
     pending.clear()
-    messages = twilio_media_messages(frames)
 
     def inbound(i: int) -> object:
-        transport.handle_text(messages[i % len(messages)])
+        feed(i)
         while pending:
             pending.popleft()
         return None
@@ -104,6 +103,14 @@ def _twilio_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
         return None
 
     return inbound, outbound
+
+
+def _twilio_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
+    sock = _MemorySocket()
+    transport = TwilioTransport(sock)
+    transport.handle_text(twilio_start())
+    messages = twilio_media_messages(frames)
+    return _socket_codec(transport, sock, lambda i: transport.handle_text(messages[i % len(messages)]), frames)
 
 
 def _local_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
@@ -278,21 +285,7 @@ def _browser_ws_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
     sock = _MemoryBrowserSocket()
     transport = BrowserWsTransport(sock)
     transport.handle_text(json.dumps({"type": "start", "tenant": "maple-street-salon"}))
-    pending = transport._pending  # parsed inbound items, read directly to keep sockets out
-    pending.clear()
-
-    def inbound(i: int) -> object:
-        transport.handle_bytes(frames[i % len(frames)])
-        while pending:
-            pending.popleft()
-        return None
-
-    def outbound(i: int) -> object:
-        run_sync(transport.send_audio(frames[i % len(frames)]))
-        sock.sent.clear()
-        return None
-
-    return inbound, outbound
+    return _socket_codec(transport, sock, lambda i: transport.handle_bytes(frames[i % len(frames)]), frames)
 
 
 def _webrtc_codec(frames: list[bytes]) -> tuple[FrameFn, FrameFn]:
