@@ -11,7 +11,7 @@ clock, and reports per turn and as P50/P95:
   worst per-frame processing time).
 
 Usage:
-    python benchmarks/turn_latency.py [--short] [--transport local|twilio] [--repeat N] [--scenarios DIR]
+    python benchmarks/turn_latency.py [--short] [--transport local|twilio|sip] [--repeat N] [--scenarios DIR]
 
 Numbers vary from run to run (CPU contention, model warm state); use --repeat N for more samples.
 """
@@ -34,7 +34,7 @@ if str(REPO_ROOT / "src") not in sys.path:  # runnable without an installed pack
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
 from spotfunnel.calls.eval import Evaluator, ScenarioResult  # noqa: E402
-from spotfunnel.calls.eval_cli import load_all, loopback_server, warmed_services  # noqa: E402
+from spotfunnel.calls.eval_cli import load_all, loopback_for, warmed_services  # noqa: E402
 from spotfunnel.calls.scenario import Scenario  # noqa: E402
 from spotfunnel.observability.logging import configure_logging  # noqa: E402
 
@@ -130,9 +130,9 @@ async def run_benchmark(scenarios: list[Scenario], transport: str, repeat: int,
     runs: list[Run] = []
     try:
         async with contextlib.AsyncExitStack() as stack:
-            if transport == "twilio":
-                url, directory = await stack.enter_async_context(loopback_server(services))
-                evaluator = Evaluator(services, "twilio", False, None, server_url=url, directory=directory)
+            if transport in ("twilio", "sip"):
+                url, directory = await stack.enter_async_context(loopback_for(transport, services))
+                evaluator = Evaluator(services, transport, False, None, server_url=url, directory=directory)
             else:
                 evaluator = Evaluator(services, "local", fast=False)
             # Synthesize the caller's own voice up front, so its TTS does not run during a call.
@@ -278,7 +278,7 @@ def report(runs: list[Run], probe: LoopLagProbe, console: Console) -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--short", action="store_true", help="one scenario, once (CI smoke run)")
-    ap.add_argument("--transport", choices=("local", "twilio"), default="local")
+    ap.add_argument("--transport", choices=("local", "twilio", "sip"), default="local")
     ap.add_argument("--repeat", type=int, default=1, help="run the scenario set N times")
     ap.add_argument("--scenarios", type=Path, default=None, help="folder of *.yaml scenarios")
     ap.add_argument("--tail-ms", type=int, default=None,

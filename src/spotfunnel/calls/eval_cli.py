@@ -67,7 +67,7 @@ async def loopback_server(services: CallServices,
         await task
 
 
-def _loopback(transport: str, services: CallServices) -> contextlib.AbstractAsyncContextManager[tuple[str, Any]]:
+def loopback_for(transport: str, services: CallServices) -> contextlib.AbstractAsyncContextManager[tuple[str, Any]]:
     """The server the caller's line dials: the HTTP app for twilio, a SIP UAS for sip."""
     if transport == "sip":
         from spotfunnel.api.sip_edge import loopback_sip
@@ -88,7 +88,7 @@ async def run_eval(paths: list[Path], *, fast: bool, as_json: bool, concurrency:
         return 2
     services = await warmed_services(scenarios)
     if transport in ("twilio", "sip"):
-        async with _loopback(transport, services) as (url, directory):
+        async with loopback_for(transport, services) as (url, directory):
             ev = Evaluator(services, transport, fast, wav_dir, server_url=url, directory=directory)
             results = await run_all(ev, scenarios, concurrency)
     else:
