@@ -195,6 +195,19 @@ def test_without_an_api_token_only_loopback_may_place_calls() -> None:
     assert r.status_code == 403 and "SPOTFUNNEL_API_TOKEN" in r.json()["detail"]  # TestClient is not loopback
 
 
+@pytest.mark.parametrize("headers, code", [
+    ({}, 503),  # made on this machine: past the token check, then refused for want of credentials
+    ({"X-Forwarded-For": "203.0.113.9"}, 403),  # relayed by a tunnel or proxy
+    ({"Forwarded": "for=203.0.113.9"}, 403),
+    ({"Host": "voice.example.com"}, 403),  # a local proxy passing the public Host on
+])
+def test_without_a_token_a_call_must_be_made_on_this_machine(headers: dict[str, str], code: int) -> None:
+    app = create_app(Database("sqlite://"), run_worker=False, twilio_auth_token=TOKEN, twilio_control=None)
+    local = TestClient(app, base_url="http://127.0.0.1:8080", client=("127.0.0.1", 50123))
+    r = local.post("/v1/calls", json={"tenant": "maple-street-salon", "to": "+14155550123"}, headers=headers)
+    assert r.status_code == code, r.text
+
+
 def test_dial_rejects_a_bad_number_before_calling_anyone() -> None:
     result = CliRunner().invoke(cli, ["dial", "--tenant", "maple-street-salon", "--to", "+1415555",
                                       "--server", "http://127.0.0.1:9"])

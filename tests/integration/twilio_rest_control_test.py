@@ -91,13 +91,23 @@ async def test_unknown_call_is_a_clear_error_and_not_retried(fake: FakeTwilio) -
     fake.ended.add(CALL)
     ctl = control(fake)
     with pytest.raises(TwilioControlError) as err:
-        await ctl.hangup(CALL)
+        await ctl.transfer(CALL, "+14155550199")
     assert (err.value.status, err.value.code) == (404, 20404)
     message = str(err.value)
-    assert "Twilio hangup failed" in message and "does not know this call" in message
+    assert "Twilio transfer failed" in message and "does not know this call" in message
     assert "https://www.twilio.com/docs/errors/20404" in message
     assert len(fake.requests) == 1
     assert ctl.breaker.state is BreakerState.CLOSED  # Twilio answered: not a failure of the service
+
+
+@pytest.mark.parametrize("error", [(404, 20404, "The requested resource was not found"),
+                                   (400, 21220, "Call is not in-progress. Cannot redirect.")])
+async def test_hanging_up_a_call_that_already_ended_counts_as_done(fake: FakeTwilio,
+                                                                   error: tuple[int, int, str]) -> None:
+    fake.fail_next(error)
+    info = await control(fake).hangup(CALL)
+    assert (info.sid, info.status) == (CALL, "completed")
+    assert len(fake.requests) == 1
 
 
 async def test_creating_a_call_is_not_retried_after_a_500(fake: FakeTwilio) -> None:

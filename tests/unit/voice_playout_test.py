@@ -64,6 +64,22 @@ async def test_heard_text_is_what_echoes_confirmed_plus_the_ticks_since() -> Non
     assert (await handle.result()).heard == "a b c d"
 
 
+async def test_quiet_ticks_between_turns_do_not_count_as_the_next_speech_heard() -> None:
+    clock = PlayoutClock(echoes_marks=True, mark_every=100)
+    first = speech("a b")
+    clock.enqueue(first)
+    [final] = [m for _ in range(2) for m in clock.tick().marks]
+    clock.mark_played(final)
+    for _ in range(50):
+        clock.tick()  # the caller talks for a second while the agent is quiet
+    second = speech()
+    clock.enqueue(second)
+    for _ in range(3):
+        clock.tick()  # 3 frames sent: the far end has had 2 ticks to play them
+    [result] = clock.interrupt()
+    assert result.heard == "a b"
+
+
 async def test_a_lost_final_echo_does_not_hold_the_call_forever() -> None:
     clock = PlayoutClock(echoes_marks=True, echo_timeout=5)
     handle = speech("a b")

@@ -90,4 +90,14 @@ def test_provider_labels() -> None:
     assert provider_verdict("machine", "machine_end_beep") is Answerer.BEEP
     assert provider_verdict("machine", "machine_end_silence") is Answerer.GREETING_OVER
     assert provider_verdict("fax", "fax") is Answerer.FAX
-    assert provider_verdict("unknown", "unknown") is None
+    assert provider_verdict("unknown", "unknown") is Answerer.HUMAN  # Twilio could not tell: speak
+    assert provider_verdict("", "something-new") is None
+
+
+def test_clicks_that_never_become_a_greeting_end_as_a_person_when_time_is_up() -> None:
+    # A click every 3 s keeps resetting both the greeting and the quiet-start timer; the hard bound
+    # still decides, so an outbound call never stays silent.
+    click = (noise(60, seed=3), 0.9)
+    detector, verdicts = run([click, (silence(3000), 0.0)] * 8)
+    assert verdicts == [(Answerer.HUMAN, 20_000)]
+    assert not detector.listening

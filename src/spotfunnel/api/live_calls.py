@@ -18,13 +18,15 @@ class LiveCalls:
 
     An event for a call whose stream has not started yet (Twilio's webhooks and the stream race)
     is held and delivered when the call registers; at most `max_early` calls are held, oldest
-    dropped first, so a flood of webhooks for unknown calls cannot grow memory without bound.
+    dropped first, and the newest `max_events` of each, so a flood of webhooks for unknown calls
+    cannot grow memory without bound.
     """
 
-    def __init__(self, max_early: int = 256) -> None:
+    def __init__(self, max_early: int = 256, max_events: int = 4) -> None:
         self._calls: dict[str, TwilioTransport] = {}
         self._early: OrderedDict[str, list[InboundEvent]] = OrderedDict()
         self.max_early = max_early
+        self.max_events = max_events  # per held call: Twilio sends one AMD verdict, so a few is plenty
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -49,7 +51,9 @@ class LiveCalls:
         if transport is not None:
             transport.deliver(event)
             return True
-        self._early.setdefault(call_sid, []).append(event)
+        held = self._early.setdefault(call_sid, [])
+        held.append(event)
+        del held[: -self.max_events]  # a replayed webhook cannot grow one call's list either
         self._early.move_to_end(call_sid)
         while len(self._early) > self.max_early:
             dropped, _events = self._early.popitem(last=False)

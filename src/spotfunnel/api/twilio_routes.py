@@ -90,11 +90,28 @@ def require_api_token(request: Request) -> None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                                 f"missing or wrong API token: send 'Authorization: Bearer <{API_TOKEN_ENV}>'")
         return
-    host = request.client.host if request.client else ""
-    if host not in _LOOPBACK or "x-forwarded-for" in request.headers:
+    if not _direct_loopback(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"placing calls from another machine needs an API token: set {API_TOKEN_ENV} on the "
                             "server and send it as a Bearer token (spotfunnel dial reads it from the environment)")
+
+
+#: Headers a reverse proxy or tunnel adds: a request carrying any of them came from elsewhere.
+_PROXY_HEADERS = ("x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip",
+                  "cf-connecting-ip", "true-client-ip", "via")
+
+
+def _direct_loopback(request: Request) -> bool:
+    """A request made on this machine to a loopback address, not relayed by a proxy or tunnel.
+
+    The peer address alone is not enough: a tunnel (ngrok, cloudflared) or a local nginx connects
+    from 127.0.0.1 too. They add forwarding headers, and a proxy that passes the public Host on
+    is caught by the Host check; a proxy that strips both is a deployment that must set the token.
+    """
+    peer = request.client.host if request.client else ""
+    hostname = (urlsplit(f"//{request.headers.get('host', '')}").hostname or "").lower()
+    forwarded = any(name in request.headers for name in _PROXY_HEADERS)
+    return peer in _LOOPBACK and hostname in _LOOPBACK and not forwarded
 
 
 def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIRouter:
@@ -147,7 +164,8 @@ def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIR
                  sequence=form.get("SequenceNumber"), duration_s=form.get("CallDuration"),
                  answered_by=form.get("AnsweredBy"))
         if direction.startswith("outbound") and call_status in FINAL_STATUSES:
-            OUTBOUND_ENDED.labels(tenant or "unknown", call_status).inc()
+            # Label values come from the request: only known tenants and statuses, so cardinality stays bounded.
+            OUTBOUND_ENDED.labels(tenant if state.directory.knows(tenant) else "unknown", call_status).inc()
             log.info("twilio.outbound.ended", call_sid=sid, status=call_status, tenant=tenant, to=form.get("To"),
                      duration_s=form.get("CallDuration"), error_code=form.get("ErrorCode"))
         return Response(status_code=204)

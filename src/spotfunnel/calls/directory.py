@@ -32,6 +32,10 @@ class CallDirectory:
             return self.prepared.pop(key)[0]
         return self.default_setup(self.agent_for(started))
 
+    def knows(self, tenant_id: str) -> bool:
+        """Whether `tenant_id` is a configured tenant (for labels and ids that arrive in requests)."""
+        return tenant_id in self._agents or tenant_id in list_tenants()
+
     def agent_for(self, started: CallStarted) -> AgentConfig:
         tenant = started.tenant_id or self._tenant_by_number(started.called)
         if not tenant:

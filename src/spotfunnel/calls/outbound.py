@@ -71,7 +71,8 @@ class OutboundAnswer:
         return None
 
     async def _beep(self) -> None:
-        await self._next(lambda v: v.kind is Answerer.BEEP and v.source == "agent")
+        # The agent's own beep, or the provider's later machine_end_* (its AMD waits for the greeting's end).
+        await self._next(lambda v: v.kind in MESSAGE_NOW)
 
     def stale(self, turn: VoiceTurn) -> bool:
         """A turn spoken before the verdict (the "Hello?" the opening line already answers)."""

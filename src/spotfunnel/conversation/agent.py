@@ -182,7 +182,8 @@ def load_agent(tenant_id: str, tenants_dir: Path | None = None) -> AgentConfig:
     """The tenant's agent: its overlay deep-merged onto its base agent, validated."""
     folder = tenants_dir or TENANTS_DIR
     overlay_path = folder / f"{tenant_id}.yaml"
-    if not overlay_path.is_file():
+    # Only the folder's own files: an id from a request ("../x") never names a path elsewhere.
+    if tenant_id not in list_tenants(folder) or not overlay_path.is_file():
         raise UnknownTenant(tenant_id, list_tenants(folder))
     overlay = _read_yaml(overlay_path)
     base_name = overlay.get("base", DEFAULT_BASE)

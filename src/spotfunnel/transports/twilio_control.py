@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -47,6 +48,13 @@ CONTROL_REQUESTS = Counter("spotfunnel_twilio_control_requests_total",
 R = TypeVar("R")
 
 # Twilio error codes (https://www.twilio.com/docs/api/errors) a user can act on, and what to do.
+#: The blocking client's requests run here, not in the loop's default pool, which model work and
+#: file I/O share: a slow Twilio cannot starve them, nor they delay a hang-up.
+_REST_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="twilio-rest")
+
+#: Errors that mean a hang-up has nothing left to do: the call already ended (21220) or is gone (20404).
+_ALREADY_ENDED = frozenset({21220, 20404})
+
 _EXPLAINED = {
     20003: "Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
     20404: "Twilio does not know this call (it may have ended already, or belongs to another account)",
@@ -269,9 +277,15 @@ class TwilioCallControl:
         return await self._run("transfer", lambda: self.client.calls(call_sid).update(twiml=twiml), idempotent=True)
 
     async def hangup(self, call_sid: str) -> CallInfo:
-        """End the live call."""
-        return await self._run("hangup", lambda: self.client.calls(call_sid).update(status="completed"),
-                               idempotent=True)
+        """End the live call; a call that has already ended counts as hung up."""
+        try:
+            return await self._run("hangup", lambda: self.client.calls(call_sid).update(status="completed"),
+                                   idempotent=True)
+        except TwilioControlError as exc:
+            if exc.code not in _ALREADY_ENDED:
+                raise
+            log.info("twilio.hangup.already_ended", call_sid=call_sid, code=exc.code)
+            return CallInfo(sid=call_sid, status="completed")
 
     async def place_call(self, call: OutboundCall) -> CallInfo:
         """Start an outbound call; answering-machine detection runs asynchronously and reports to amd_callback."""
@@ -322,7 +336,7 @@ class TwilioCallControl:
     @staticmethod
     async def _attempt(request: Callable[[], R], idempotent: bool) -> R:
         try:
-            return await asyncio.to_thread(request)
+            return await asyncio.get_running_loop().run_in_executor(_REST_POOL, request)
         except (TwilioException, requests.RequestException) as exc:
             if _is_transient(exc, idempotent):
                 raise _Transient(exc) from exc

@@ -172,7 +172,9 @@ class PlayoutClock:
     def tick(self) -> Tick:
         """The next frame to send (or None), the marks to follow it, and the speeches finished."""
         self._ticks += 1
-        self.since_echo += 1
+        # The far end plays one frame per tick only while it has one: idle ticks (between turns) must
+        # not count, or the next speech would be taken as heard the moment it is sent.
+        self.since_echo = min(self.since_echo + 1, self.frames_played - self.confirmed)
         out = Tick()
         while self.queue:
             h = self.queue[0]

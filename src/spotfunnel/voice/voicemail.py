@@ -124,8 +124,13 @@ class AnswerDetector:
         else:
             self._quiet_frames += 1
         out.extend(self._greeting_verdicts())
-        if self.frame >= s.frames(s.give_up_ms) and not self.message_due and self.verdict is Answerer.MACHINE:
-            out.extend(self._decide(Answerer.GREETING_OVER))
+        if self.frame >= s.frames(s.give_up_ms) and not self.message_due:
+            # Time is up: a machine still talking gets its message; noise that never settled into a
+            # greeting (clicks, a hiss) is treated as a person, so the agent never stays silent for good.
+            if self.verdict is Answerer.MACHINE:
+                out.extend(self._decide(Answerer.GREETING_OVER))
+            elif self.verdict is None:
+                out.extend(self._decide(Answerer.HUMAN))
         return out
 
     def _greeting_verdicts(self) -> list[Answerer]:
@@ -183,7 +188,7 @@ class AnswerDetector:
 
 
 def provider_verdict(kind: str, detail: str) -> Answerer | None:
-    """The provider's answering-machine detection (Twilio AnsweredBy) as a verdict; None when unknown."""
+    """The provider's answering-machine detection (Twilio AnsweredBy) as a verdict; None for a label it never sends."""
     label = (detail or kind).lower()
     if label.startswith("machine_end") or label == "machine_end_beep":
         return Answerer.BEEP if label == "machine_end_beep" else Answerer.GREETING_OVER
@@ -193,4 +198,7 @@ def provider_verdict(kind: str, detail: str) -> Answerer | None:
         return Answerer.HUMAN
     if label == "fax" or kind == "fax":
         return Answerer.FAX
+    if label == "unknown" or kind == "unknown":
+        # Twilio could not tell (often silence on the line): speak, as to a person who has not spoken yet.
+        return Answerer.HUMAN
     return None
