@@ -24,7 +24,7 @@ async def test_webhook_health_and_malformed_stream(services) -> None:  # type: i
             assert "<Connect><Stream url=" in twiml and 'value="maple-street-salon"' in twiml
             assert 'value="+14155550111"' in twiml
             unknown = (await client.post("/twilio/voice", data={"From": "+1", "To": "+19995550000"})).text
-            assert "<Hangup/>" in unknown
+            assert "<Hangup />" in unknown
         async with websockets.connect(f"{ws_url}/twilio/media") as ws:
             await ws.send("{not json")
             await ws.send(json.dumps({"event": "media", "media": {"payload": "AAAA"}}))  # before start

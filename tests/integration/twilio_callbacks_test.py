@@ -152,7 +152,7 @@ def test_outbound_voice_webhook_streams_with_direction_and_the_parties_the_right
     r = client().post("/twilio/voice?tenant=maple-street-salon", data=form,
                       headers={"X-Twilio-Signature": SIGN(url, form)})
     assert r.status_code == 200
-    params = dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)"/>', r.text))
+    params = dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)" />', r.text))
     assert params == {"tenant": "maple-street-salon", "call_sid": form["CallSid"], "direction": "outbound",
                       "caller": "+14155550123", "called": "+14155550100"}
 

@@ -10,7 +10,7 @@ from spotfunnel.integrations.sms import SmsSink
 from spotfunnel.store.db import Database
 from spotfunnel.store.outbox import enqueue_now
 from spotfunnel.store.queries import call_report, jobs, sms_sent
-from spotfunnel.workflows.jobs import confirmation_body, default_handlers, friendly_time, spoken_phone
+from spotfunnel.workflows.jobs import confirmation_body, default_handlers, friendly_time, written_phone
 from spotfunnel.workflows.worker import JobView, OutboxWorker, list_dead
 
 TENANT = "maple-street-salon"
@@ -23,7 +23,7 @@ def _worker(db: Database, at=la(2026, 12, 8, 10)) -> OutboxWorker:  # type: igno
 
 
 def test_formatting_helpers() -> None:
-    assert spoken_phone("+14155550100") == "+1 415 555 0100"
+    assert written_phone("+14155550100") == "+1 415 555 0100"
     assert friendly_time(la(2026, 12, 10, 11)) == "Thu Dec 10 at 11:00 AM"
     assert friendly_time(la(2026, 12, 10, 0, 5)) == "Thu Dec 10 at 12:05 AM"
     assert friendly_time(la(2026, 12, 11, 16, 30)) == "Fri Dec 11 at 4:30 PM"

@@ -4,14 +4,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 from datetime import timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import structlog
 from aiortc import RTCSessionDescription
-from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Request, WebSocket, status
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -33,6 +35,9 @@ log = structlog.get_logger(__name__)
 
 WEB_DIR = Path(__file__).with_name("web")
 TALK_PATH = "/talk"
+MAX_CALLS_ENV = "SPOTFUNNEL_MAX_BROWSER_CALLS"
+DEFAULT_MAX_CALLS = 4  # each call runs speech recognition and synthesis: a few per core
+MAX_SDP_CHARS = 32_000  # a browser's audio offer is a few kB; anything near this is not one
 
 
 class BrowserTransport(Transport, Protocol):
@@ -44,10 +49,44 @@ class BrowserTransport(Transport, Protocol):
 
 
 class WebRtcOffer(BaseModel):
-    sdp: str = Field(min_length=1, description="the page's SDP offer")
-    type: str = "offer"
-    tenant: str | None = None
-    caller: str = ""
+    sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS, description="the page's SDP offer")
+    type: str = Field("offer", max_length=16)
+    tenant: str | None = Field(None, max_length=100)
+    caller: str = Field("", max_length=40)
+
+
+class BrowserSeats:
+    """How many browser calls may run at once; a call beyond that is refused before it costs anything."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.taken = limit, 0
+
+    def take(self) -> bool:
+        if self.taken >= self.limit:
+            log.warning("browser.busy", active=self.taken, limit=self.limit)
+            return False
+        self.taken += 1
+        return True
+
+    def give_back(self) -> None:
+        self.taken = max(0, self.taken - 1)
+
+    @property
+    def busy_message(self) -> str:
+        return (f"the server is busy with {self.taken} browser calls (its limit, {MAX_CALLS_ENV}={self.limit}); "
+                "try again in a minute")
+
+
+def same_origin(headers: Mapping[str, str]) -> bool:
+    """A request a page on another site made (cross-site WebSocket or fetch) is refused.
+
+    Browsers always send Origin on WebSocket upgrades and cross-origin POSTs; a client that is not
+    a browser sends none, and is judged by the other routes' rules like any HTTP client.
+    """
+    origin = headers.get("origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
 
 
 def page_event(ev: CallEvent) -> dict[str, Any] | None:
@@ -145,6 +184,7 @@ async def run_browser_call(transport: BrowserTransport, state: ServerState) -> C
         await pump.finish(await _ended_event(record, pump, state))
     finally:
         state.active_calls -= 1
+        pump.task.cancel()  # finished already, unless the call failed or was cancelled
         await transport.close()  # the peer connection or socket is freed whatever happened
     log.info("browser.call_done", call_id=record.call_id, outcome=record.outcome, error=record.error)
     return record
@@ -157,9 +197,13 @@ def _is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
-def mount_browser(app: FastAPI, state: ServerState) -> None:
-    """Add the talk page (`/talk`), `POST /webrtc/offer` and `WS /browser/ws` to the server app."""
+def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None) -> None:
+    """Add the talk page (`/talk`), `POST /webrtc/offer` and `WS /browser/ws` to the server app.
+
+    At most `max_calls` browser calls run at once (default: env SPOTFUNNEL_MAX_BROWSER_CALLS, else 4).
+    """
     calls: set[asyncio.Task[CallRecord]] = set()
+    seats = BrowserSeats(max_calls or int(os.environ.get(MAX_CALLS_ENV, "") or DEFAULT_MAX_CALLS))
     app.mount(f"{TALK_PATH}/static", StaticFiles(directory=WEB_DIR), name="talk_static")
 
     @app.get(TALK_PATH, response_class=HTMLResponse)
@@ -172,29 +216,55 @@ def mount_browser(app: FastAPI, state: ServerState) -> None:
 
     @app.post("/webrtc/offer")
     async def webrtc_offer(offer: WebRtcOffer, request: Request) -> dict[str, str]:
+        if not same_origin(request.headers):
+            log.warning("browser.cross_origin_refused", origin=request.headers.get("origin"))
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "calls are taken only from this server's own talk page")
         tenant = _known_tenant(state, offer.tenant)
+        if not seats.take():
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, seats.busy_message)
+        try:
+            transport, answer = await _answered(offer, tenant, request)
+        except BaseException:
+            seats.give_back()
+            raise
+        task = asyncio.create_task(run_browser_call(transport, state), name=f"browser-call-{transport.call_id}")
+        calls.add(task)
+        task.add_done_callback(_forget(calls, seats))
+        return {"sdp": answer.sdp, "type": answer.type, "call_id": transport.call_id}
+
+    async def _answered(offer: WebRtcOffer, tenant: str,
+                        request: Request) -> tuple[WebRtcTransport, RTCSessionDescription]:
         transport = WebRtcTransport(tenant=tenant, caller=offer.caller)
         same_machine = _is_loopback(request.client.host if request.client else None)
         try:
-            answer = await transport.answer(RTCSessionDescription(sdp=offer.sdp, type=offer.type),
-                                            allow_loopback=same_machine)
+            answer = await transport.answer(RTCSessionDescription(sdp=offer.sdp, type=offer.type), allow_loopback=same_machine)
         except ValueError as exc:
             await transport.close()
             raise HTTPException(400, f"cannot use this SDP offer: {exc}") from exc
-        except Exception as exc:  # no UDP sockets, ICE set-up failed...: the page falls back to its WebSocket
-            log.exception("browser.webrtc_unavailable")
+        except BaseException as exc:  # no UDP sockets, ICE set-up failed...: the page falls back to its WebSocket
             await transport.close()
+            if not isinstance(exc, Exception):
+                raise  # cancelled (the client went away): nothing more to say
+            log.exception("browser.webrtc_unavailable")
             raise HTTPException(503, f"WebRTC is not available on this server ({type(exc).__name__}: {exc}); "
                                      "use the WebSocket transport") from exc
-        task = asyncio.create_task(run_browser_call(transport, state), name=f"browser-call-{transport.call_id}")
-        calls.add(task)
-        task.add_done_callback(_forget(calls))
-        return {"sdp": answer.sdp, "type": answer.type, "call_id": transport.call_id}
+        return transport, answer
 
     @app.websocket("/browser/ws")
     async def browser_ws(websocket: WebSocket) -> None:
+        if not same_origin(websocket.headers):
+            log.warning("browser.cross_origin_refused", origin=websocket.headers.get("origin"))
+            await websocket.close(code=1008)  # before accept: the handshake is refused with 403
+            return
         await websocket.accept()
-        await run_browser_call(BrowserWsTransport(websocket), state)
+        if not seats.take():
+            await websocket.send_json({"type": "refused", "message": seats.busy_message})
+            await websocket.close(code=1013)  # try again later
+            return
+        try:
+            await run_browser_call(BrowserWsTransport(websocket), state)
+        finally:
+            seats.give_back()
 
 
 def _known_tenant(state: ServerState, tenant: str | None) -> str:
@@ -211,9 +281,10 @@ def _known_tenant(state: ServerState, tenant: str | None) -> str:
     return tenant
 
 
-def _forget(tasks: set[asyncio.Task[CallRecord]]) -> Callable[[asyncio.Task[CallRecord]], None]:
+def _forget(tasks: set[asyncio.Task[CallRecord]], seats: BrowserSeats) -> Callable[[asyncio.Task[CallRecord]], None]:
     def done(task: asyncio.Task[CallRecord]) -> None:
         tasks.discard(task)
+        seats.give_back()
         if not task.cancelled() and task.exception() is not None:
             log.error("browser.call_failed", error=repr(task.exception()))
 

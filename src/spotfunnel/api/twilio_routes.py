@@ -6,13 +6,13 @@ import hmac
 import os
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlencode, urlsplit
-from xml.sax.saxutils import quoteattr
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, status
 from fastapi.responses import Response
 from prometheus_client import Counter
 from pydantic import BaseModel
+from twilio.twiml.voice_response import VoiceResponse
 
 from spotfunnel.api.security import TwilioSignatureVerifier, public_url
 from spotfunnel.calls.call import CallSetup, CallSetupError, run_call
@@ -130,12 +130,18 @@ def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIR
                                                           tenant_id=hint))
         except CallSetupError as exc:
             log.warning("twilio.voice.unknown_number", called=called, direction=direction, reason=str(exc))
-            return _twiml("<Say>Sorry, this number is not in service.</Say><Hangup/>")
+            refusal = VoiceResponse()
+            refusal.say("Sorry, this number is not in service.")
+            refusal.hangup()
+            return _twiml(refusal)
         ws_url = public_url(request.url_for("twilio_media"), request.headers, websocket=True)
         params = {"tenant": agent.profile.id, "call_sid": call_sid, "direction": direction, "caller": caller,
                   "called": called}
-        tags = "".join(f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in params.items())
-        return _twiml(f"<Connect><Stream url={quoteattr(ws_url)}>{tags}</Stream></Connect>")
+        response = VoiceResponse()
+        stream = response.connect().stream(url=ws_url)
+        for name, value in params.items():
+            stream.parameter(name=name, value=value)
+        return _twiml(response)
 
     @router.websocket("/twilio/media", name="twilio_media", dependencies=[Depends(verifier.require_websocket)])
     async def twilio_media(websocket: WebSocket) -> None:
@@ -208,6 +214,5 @@ def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIR
     return router
 
 
-def _twiml(body: str) -> Response:
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>',
-                    media_type="application/xml")
+def _twiml(response: VoiceResponse) -> Response:
+    return Response(str(response), media_type="application/xml")

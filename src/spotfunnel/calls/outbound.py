@@ -30,7 +30,6 @@ class OutboundAnswer:
         self.detector = detector or AnswerDetector()
         self.decided_frame = 0
         self.watching_beep = False
-        self.verdicts: list[AnswerVerdict] = []
 
     async def first_words(self, policy: ReceptionistPolicy) -> AgentReply | None:
         """The reply that opens the call: the opening line, the voicemail message, or None (a fax)."""
@@ -81,7 +80,6 @@ class OutboundAnswer:
     async def _next(self, wanted: Callable[[AnswerVerdict], bool]) -> AnswerVerdict:
         while True:
             verdict = await self.session.answers.get()
-            self.verdicts.append(verdict)
             if wanted(verdict):
                 return verdict
 

@@ -94,7 +94,6 @@ class AnswerDetector:
     frame: int = 0
     verdict: Answerer | None = None  # human or machine, once decided
     message_due: bool = False  # a MESSAGE_NOW verdict was given
-    decided_ms: dict[Answerer, int] = field(default_factory=dict)
     _greeting_frames: int = 0  # from the first voiced frame to the last one, pauses included
     _voiced_frames: int = 0
     _quiet_frames: int = 0
@@ -179,7 +178,6 @@ class AnswerDetector:
             self.verdict = kind
 
     def _decide(self, kind: Answerer) -> list[Answerer]:
-        self.decided_ms[kind] = self.frame * FRAME_MS
         if kind in MESSAGE_NOW:
             self.message_due = True
             return [kind]

@@ -22,8 +22,8 @@ CALL_REPORT = "call.report"
 TRANSCRIPT_FIELDS = ("role", "text", "heard", "interrupted", "reprompt")
 
 
-def spoken_phone(e164: str) -> str:
-    """`+14155550100` -> `+1 415 555 0100` (international format, spaces only)."""
+def written_phone(e164: str) -> str:
+    """`+14155550100` -> `+1 415 555 0100`: international format, spaces only, as a text message shows it."""
     try:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
@@ -45,7 +45,7 @@ def confirmation_body(payload: dict[str, Any]) -> str:
     except (KeyError, TypeError, ValueError) as exc:
         raise PermanentJobError(f"bad sms.confirmation payload: {exc!r}") from exc
     phone = payload.get("tenant_phone")
-    call = f" call {spoken_phone(phone)}" if phone else " call us"
+    call = f" call {written_phone(phone)}" if phone else " call us"
     if action == "booked":
         return f"{business}: your {service} is booked for {when}. To change it,{call}."
     if action == "rescheduled":

@@ -114,6 +114,10 @@ function onServerMessage(msg) {
       showOutcome(msg);
       finish();
       break;
+    case "refused":
+      showError(`The server refused the call: ${msg.message}`);
+      finish();
+      break;
     default:
       break;
   }
