@@ -23,7 +23,11 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
           sip_port: Optional[int] = typer.Option(None, "--sip-port", help="also answer SIP calls (UDP) on this "
                                                                         "port, e.g. 5060; off by default"),
           sip_max_calls: int = typer.Option(4, "--sip-max-calls", min=1, help="SIP calls at once; more get 486 "
-                                                                              "Busy Here")) -> None:
+                                                                              "Busy Here"),
+          sip_advertise_host: Optional[str] = typer.Option(
+              None, "--sip-advertise-host", help="the address put in SIP Contact and SDP for callers to reach "
+                                                 "(your public IP behind NAT); default: the bound host, or the "
+                                                 "outbound interface's address when bound to 0.0.0.0")) -> None:
     """Run the server (Twilio webhook + Media Streams) with the embedded models and the demo tenant."""
     import uvicorn
 
@@ -46,9 +50,11 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
         return
     from spotfunnel.api.sip_edge import serve_with_sip
 
-    console.print(f"SIP: calls to sip:+14155550100@{host}:{sip_port} (UDP, PCMU/PCMA) reach the demo salon")
+    sip_host = sip_advertise_host or host
+    console.print(f"SIP: calls to sip:+14155550100@{sip_host}:{sip_port} (UDP, PCMU/PCMA) reach the demo salon")
     asyncio.run(serve_with_sip(web, host=host, port=port, log_level=log_level,
-                               sip_port=sip_port, sip_max_calls=sip_max_calls))
+                               sip_port=sip_port, sip_max_calls=sip_max_calls,
+                               sip_advertise_host=sip_advertise_host))
 
 
 @app.command()

@@ -141,3 +141,20 @@ def test_outbound_30_ms_ptime_and_profile() -> None:
     assert [len(p.payload) for p in packets] == [240] * 4 and packets[0].payload_type == 8
     profile = sip_profile(agreed("PCMA", ptime=30))
     assert (profile.codec, profile.sample_rate, profile.frame_bytes) == ("pcma", 8000, 240)
+
+
+def test_oversized_rtp_payloads_are_dropped_and_counted() -> None:
+    codec = SipMediaCodec(agreed(), realtime=False)
+    huge = RtpPacket(0, 0, 0, 1, ulaw_encode(tone8k(8000))).to_bytes()  # one second in one packet
+    events = codec.decode_packet(huge)
+    assert audio(events) == [] and codec.stats["packets_oversized"] == 1
+    assert any("payload bytes dropped" in e.message for e in events if isinstance(e, ProtocolIssue))
+    longest = RtpPacket(0, 1, 0, 1, ulaw_encode(tone8k(480))).to_bytes()  # 60 ms: still taken
+    assert len(audio(codec.decode_packet(longest))) == 3 and codec.stats["packets_oversized"] == 1
+
+
+def test_loss_is_concealed_at_the_agreed_ptime_whatever_the_packets_carry() -> None:
+    codec = SipMediaCodec(agreed(), realtime=False)  # 20 ms agreed
+    codec.decode_packet(audio_packet(0, samples=320))  # the caller sends 40 ms anyway
+    codec.decode_packet(audio_packet(2))  # 1 is lost
+    assert codec.stats["concealed_samples"] == 160  # one agreed packet, not the peer's 320

@@ -36,7 +36,8 @@ class SipEdge:
 
     async def start(self) -> None:
         await self.server.start()
-        log.info("sip.listening", host=self.server.host, port=self.server.port, max_calls=self.server.max_calls)
+        log.info("sip.listening", host=self.server.host, port=self.server.port, max_calls=self.server.max_calls,
+                 advertised=self.server.advertise_host)
 
     async def stop(self) -> None:
         await self.server.stop()
@@ -82,11 +83,12 @@ async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, CallD
 
 
 async def serve_with_sip(app: Any, *, host: str, port: int, log_level: str, sip_port: int,
-                         sip_max_calls: int | None) -> None:
+                         sip_max_calls: int | None, sip_advertise_host: str | None = None) -> None:
     """`spotfunnel serve --sip-port`: uvicorn and the SIP edge in one event loop.
 
     The SIP port opens once the app has started (models loaded), so the first call is not slow,
-    and closes (BYE to the calls still up) when uvicorn stops.
+    and closes (BYE to the calls still up) when uvicorn stops. `sip_advertise_host` is the address
+    callers are told to send to (SDP, Contact): the public one when behind NAT.
     """
     import asyncio
 
@@ -94,7 +96,8 @@ async def serve_with_sip(app: Any, *, host: str, port: int, log_level: str, sip_
 
     state = app.state.spotfunnel
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
-    edge = SipEdge(state.services, state.directory, host=host, port=sip_port, max_calls=sip_max_calls, state=state)
+    edge = SipEdge(state.services, state.directory, host=host, port=sip_port, advertise_host=sip_advertise_host,
+                   max_calls=sip_max_calls, state=state)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

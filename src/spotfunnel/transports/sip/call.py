@@ -14,6 +14,9 @@ __all__ = ["CallControl", "SipCallTransport"]
 log = logging.getLogger(__name__)
 
 TICK_S = 0.02
+#: inbound items held for an agent that does not read (20 s of frames): past it new ones are dropped
+#: and counted, so a flood of RTP cannot grow memory without bound
+MAX_PENDING = 1000
 
 
 class CallControl(Protocol):
@@ -74,9 +77,17 @@ class SipCallTransport:
             self._queue([Dtmf(digit)])
 
     def _queue(self, events: list[InboundEvent]) -> None:
-        if events:
-            self._pending.extend(events)
-            self._wake.set()
+        if not events:
+            return
+        room = MAX_PENDING - len(self._pending)
+        if room < len(events):
+            if self.codec.stats["events_dropped"] == 0:
+                log.warning("sip call %s: the agent is %d items behind; dropping new ones", self.call_id,
+                            len(self._pending))
+            self.codec.stats["events_dropped"] += len(events) - max(0, room)
+            events = events[:max(0, room)]
+        self._pending.extend(events)
+        self._wake.set()
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()

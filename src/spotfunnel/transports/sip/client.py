@@ -7,13 +7,13 @@ from typing import Any, Awaitable, Callable
 
 from spotfunnel.transports.sip.dialog import SipDialog, new_branch
 from spotfunnel.transports.sip.message import SipMessage
+from spotfunnel.transports.sip.retransmit import T1, T2, TIMER_B, retransmit
 
 __all__ = ["DialogControl", "DialogRequests", "T1", "T2", "TIMER_B"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-T1, T2, TIMER_B = 0.5, 4.0, 32.0  # RFC 3261 timers: retransmit from T1 doubling to T2, give up at 64*T1
 
 
 class DialogRequests:
@@ -37,17 +37,11 @@ class DialogRequests:
         data = dialog.request(method, branch, headers).serialise()
         future: asyncio.Future[SipMessage] = asyncio.get_running_loop().create_future()
         self._pending[branch] = future
-        interval, waited = T1, 0.0
         try:
-            while waited < timeout_s:
-                self._send(data, dialog.destination)
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), interval)
-                except asyncio.TimeoutError:
-                    waited += interval
-                    interval = min(interval * 2, T2)
-            log.info("SIP: no response to %s in call %s after %.0f s", method, dialog.call_id, waited)
-            return None
+            response = await retransmit(lambda: self._send(data, dialog.destination), future, timeout_s)
+            if response is None:
+                log.info("SIP: no response to %s in call %s after %.0f s", method, dialog.call_id, timeout_s)
+            return response
         finally:
             self._pending.pop(branch, None)
 

@@ -11,7 +11,7 @@ from spotfunnel.transports.sip.sdp import AgreedMedia
 
 if TYPE_CHECKING:
     from spotfunnel.transports.sip.call import SipCallTransport
-    from spotfunnel.transports.sip.udp import UdpSocket
+    from spotfunnel.transports.sip.rtp_path import RtpPath
 
 __all__ = ["SipDialog", "call_params", "new_branch", "new_tag"]
 
@@ -51,8 +51,10 @@ class SipDialog:
     local_contact: str
     via_host: str
     agreed: AgreedMedia | None = None
-    media: UdpSocket | None = None
+    rtp: RtpPath | None = None
     transport: SipCallTransport | None = None
+    last_response: bytes = b""  # the latest answer to the INVITE, for its retransmissions
+    admitted: bool = False
     answered: bool = False
     cancelled: bool = False
     ended: bool = False

@@ -5,7 +5,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["DIGITS", "DtmfError", "DtmfEvent", "DtmfReceiver", "event_payloads", "parse_event"]
+__all__ = ["DIGITS", "DtmfError", "DtmfEvent", "DtmfReceiver", "event_payloads", "info_digits", "parse_event"]
 
 DIGITS = "0123456789*#ABCD"
 _PAYLOAD = struct.Struct("!BBH")
@@ -62,3 +62,13 @@ class DtmfReceiver:
             return None
         self._seen.append(key)
         return event.digit
+
+
+def info_digits(body: bytes) -> list[str]:
+    """The digits of a SIP INFO application/dtmf-relay body ('Signal=5'), which some phones send instead."""
+    digits = []
+    for line in body.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().lower() == "signal" and value.strip():
+            digits.append(value.strip()[0])
+    return digits

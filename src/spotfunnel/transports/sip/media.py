@@ -27,6 +27,9 @@ FRAME8K_SAMPLES = 160  # 20 ms at 8 kHz
 COMFORT_NOISE_PT = 13  # RFC 3389: the sender is silent; we play silence for it
 FILL_AFTER_S = 0.06  # no audio packet for this long: the caller's side went quiet (DTX, hold, loss)
 LOUD_DBFS = -45.0  # an inbound frame above this counts as voiced in the stats
+#: the most payload one packet may carry: 60 ms of G.711 (the longest ptime we agree to); the size
+#: comes from the peer, so a larger packet is dropped rather than decoded into a burst of frames
+MAX_PAYLOAD_BYTES = 480
 _CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
     "PCMU": (ulaw_decode, ulaw_encode), "PCMA": (alaw_decode, alaw_encode),
 }
@@ -66,7 +69,7 @@ class SipMediaCodec:
         self._down = SteadyResampler(16_000, RATE)
         self._in8k = bytearray()
         self._last8k = bytes(FRAME8K_SAMPLES * 2)
-        self._packet_samples = agreed.samples_per_packet
+        self._packet_samples = agreed.samples_per_packet  # fixed by SDP: a lost packet is concealed as this long
         self._concealed_run = 0
         self._last_audio_at: float | None = None
         self._fill_anchor: float | None = None
@@ -86,6 +89,10 @@ class SipMediaCodec:
             packet = parse_rtp(data)
         except RtpError as exc:
             return self._issue("malformed", f"malformed RTP packet dropped: {exc}")
+        if len(packet.payload) > MAX_PAYLOAD_BYTES:
+            self.stats["packets_oversized"] += 1
+            return self._issue("oversized", f"RTP packet of {len(packet.payload)} payload bytes dropped "
+                                            f"(at most {MAX_PAYLOAD_BYTES}, 60 ms of G.711)")
         pt = packet.payload_type
         if pt == self.agreed.dtmf_payload_type:
             out = self._on_event(packet)
@@ -170,9 +177,7 @@ class SipMediaCodec:
                 for issue in self.stream_check.add_payload(item.payload):
                     count_issue("sip", issue)
                     out.append(self._issue_event(issue.message))
-                pcm = self._decode(item.payload)
-                self._packet_samples = len(item.payload) or self._packet_samples
-                self._in8k += pcm
+                self._in8k += self._decode(item.payload)
                 self._concealed_run = 0
             elif pt != self.agreed.dtmf_payload_type:  # comfort noise or a wrong type: silence
                 self._in8k += bytes(self._packet_samples * 2)

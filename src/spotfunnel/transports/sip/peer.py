@@ -16,6 +16,7 @@ from spotfunnel.transports.sip.media import SipMediaCodec
 from spotfunnel.transports.sip.message import (
     SipMessage, SipParseError, header_param, parse_message, response_to, uri_host_port,
 )
+from spotfunnel.transports.sip.retransmit import retransmit
 from spotfunnel.transports.sip.rtp import RtpError, parse_rtp
 from spotfunnel.transports.sip.sdp import build_offer, negotiate, parse_sdp
 from spotfunnel.transports.sip.udp import UdpSocket, open_udp
@@ -81,7 +82,8 @@ class SipPeer:
         self._rtp: UdpSocket | None = None
         self._remote_media: Address | None = None
         self._cseq = 1
-        self._pending: dict[str, asyncio.Queue[SipMessage]] = {}
+        self._pending: dict[str, asyncio.Future[SipMessage]] = {}
+        self._provisional: set[str] = set()
         self._playback: deque[bytes] = deque()
         self._arrived = asyncio.Condition()
         self._credits = 0
@@ -148,27 +150,18 @@ class SipPeer:
 
     async def _transact(self, request: SipMessage, timeout_s: float) -> SipMessage:
         """Send with retransmission (T1 doubling) until a final response; provisional ones stop resending."""
-        queue: asyncio.Queue[SipMessage] = asyncio.Queue()
-        self._pending[request.branch] = queue
-        data, interval, provisional = request.serialise(), 0.5, False
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        future: asyncio.Future[SipMessage] = asyncio.get_running_loop().create_future()
+        self._pending[request.branch] = future
+        data = request.serialise()
         try:
-            self._send(data)
-            while loop.time() < deadline:
-                try:
-                    resp = await asyncio.wait_for(queue.get(), min(interval, max(0.0, deadline - loop.time())))
-                except asyncio.TimeoutError:
-                    if not provisional:
-                        self._send(data)
-                        interval = min(interval * 2, 4.0)
-                    continue
-                if (resp.status or 0) >= 200:
-                    return resp
-                provisional = True
-            raise SipCallFailed(0, f"no final response to {request.method} within {timeout_s:g} s")
+            final = await retransmit(lambda: self._send(data), future, timeout_s,
+                                     pause=lambda: request.branch in self._provisional)
         finally:
             self._pending.pop(request.branch, None)
+            self._provisional.discard(request.branch)
+        if final is None:
+            raise SipCallFailed(0, f"no final response to {request.method} within {timeout_s:g} s")
+        return final
 
     # ---- signalling in ---------------------------------------------------------------------
 
@@ -179,9 +172,13 @@ class SipPeer:
             log.warning("sip peer: unreadable message from the server: %s", exc)
             return
         if not msg.is_request:
-            queue = self._pending.get(msg.branch)
-            if queue is not None:
-                queue.put_nowait(msg)
+            future = self._pending.get(msg.branch)
+            if future is None or future.done():
+                return
+            if (msg.status or 0) >= 200:
+                future.set_result(msg)
+            else:
+                self._provisional.add(msg.branch)
             return
         if msg.method == "ACK":
             return

@@ -5,7 +5,7 @@ import random
 from dataclasses import dataclass, field
 
 __all__ = ["AgreedMedia", "NoCommonCodec", "SdpError", "SessionDescription", "build_answer", "build_offer",
-           "negotiate", "parse_sdp"]
+           "negotiate", "negotiate_body", "parse_sdp"]
 
 #: static payload types of RFC 3551 this edge speaks, and their encoding names
 STATIC_PT = {0: "PCMU", 8: "PCMA"}
@@ -14,6 +14,8 @@ DEFAULT_PTIME = 20
 #: packet lengths we agree to send (G.711 is sample-based; anything in 10 ms steps up to 60 works)
 ALLOWED_PTIMES = (10, 20, 30, 40, 50, 60)
 DTMF_PT_DEFAULT = 101
+#: the answer's direction for an offer's (RFC 3264 6.1): a caller who holds (sendonly) gets recvonly
+_MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 
 
 class SdpError(ValueError):
@@ -55,6 +57,7 @@ class AgreedMedia:
     dtmf_payload_type: int | None
     remote_host: str
     remote_port: int
+    direction: str = "sendrecv"  # ours in the answer: the offer's mirrored (RFC 3264 6.1)
 
     @property
     def samples_per_packet(self) -> int:
@@ -152,7 +155,20 @@ def negotiate(offer: SessionDescription, codecs: tuple[str, ...] = ("PCMU", "PCM
                             f"{' and '.join(codecs)} at 8000 Hz")
     dtmf = next((pt for pt in audio.formats if (_encoding(audio, pt) or ("", 0))[0] == "TELEPHONE-EVENT"), None)
     ptime = audio.ptime if audio.ptime in ALLOWED_PTIMES else DEFAULT_PTIME
-    return AgreedMedia(chosen[0], chosen[1], ptime, dtmf, host, audio.port)
+    return AgreedMedia(chosen[0], chosen[1], ptime, dtmf, host, audio.port, _MIRROR[audio.direction])
+
+
+def negotiate_body(content_type: str | None, body: bytes,
+                   codecs: tuple[str, ...]) -> tuple[AgreedMedia | None, str | None]:
+    """Negotiate the SDP offer a SIP request carries: (agreed, None), or (None, why it cannot be)."""
+    if (content_type or "").split(";")[0].strip().lower() != "application/sdp" or not body:
+        return None, "the INVITE must carry an SDP offer (Content-Type: application/sdp)"
+    try:
+        return negotiate(parse_sdp(body.decode("utf-8")), codecs), None
+    except UnicodeDecodeError:
+        return None, "the SDP body is not UTF-8 text"
+    except (SdpError, NoCommonCodec) as exc:
+        return None, str(exc)
 
 
 def _session_lines(host: str, session_id: int) -> list[str]:
@@ -170,7 +186,7 @@ def build_answer(agreed: AgreedMedia, host: str, port: int, session_id: int | No
     if agreed.dtmf_payload_type is not None:
         lines += [f"a=rtpmap:{agreed.dtmf_payload_type} telephone-event/8000",
                   f"a=fmtp:{agreed.dtmf_payload_type} 0-15"]
-    lines += [f"a=ptime:{agreed.ptime}", "a=sendrecv"]
+    lines += [f"a=ptime:{agreed.ptime}", f"a={agreed.direction}"]
     return "\r\n".join(lines) + "\r\n"
 
 

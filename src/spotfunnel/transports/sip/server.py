@@ -3,29 +3,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
 from spotfunnel.transports.base import CallStarted
 from spotfunnel.transports.sip.call import SipCallTransport
-from spotfunnel.transports.sip.client import T1, T2, TIMER_B, DialogControl, DialogRequests
+from spotfunnel.transports.sip.client import DialogControl, DialogRequests
 from spotfunnel.transports.sip.dialog import SipDialog, call_params, new_tag
+from spotfunnel.transports.sip.dtmf import info_digits
 from spotfunnel.transports.sip.media import SipMediaCodec
 from spotfunnel.transports.sip.message import (
     SipMessage, SipParseError, check_request, header_param, parse_message, response_to,
 )
+from spotfunnel.transports.sip.responses import ResponseCache
+from spotfunnel.transports.sip.retransmit import TIMER_B, retransmit
+from spotfunnel.transports.sip.rtp_path import RtpPath
 from spotfunnel.transports.sip.salvage import salvage_request
-from spotfunnel.transports.sip.sdp import NoCommonCodec, SdpError, build_answer, negotiate, parse_sdp
-from spotfunnel.transports.sip.udp import UdpSocket, open_udp
+from spotfunnel.transports.sip.sdp import AgreedMedia, build_answer, negotiate_body
+from spotfunnel.transports.sip.udp import WILDCARD_HOSTS, UdpSocket, open_udp, outbound_host
 
 __all__ = ["IncomingCall", "SipServer"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+Refusal = tuple[int, str, list[tuple[str, str]]]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
-RESPONSE_CACHE_S = 32.0
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,8 @@ class SipServer:
     A new INVITE is refused with 486 Busy Here when `draining` is set or `max_calls` calls are up
     (ringing ones included); `admit(call)` may refuse others with its own (status, reason). The
     answer comes after `answer_delay_s` of ringing (a CANCEL then gets 487). `advertise_host` is
-    the address put in SDP and Contact (default: the bound host).
+    the address put in SDP and Contact (default: the bound host; bound to a wildcard, the address of
+    the interface that routes outward, since 0.0.0.0 or 127.0.0.1 would be useless to a remote caller).
     """
 
     def __init__(self, on_call: OnCall, *, host: str = "127.0.0.1", port: int = 5060,
@@ -58,15 +67,16 @@ class SipServer:
                  user_agent: str = "SpotFunnel") -> None:
         self.on_call = on_call
         self.host, self.port = host, port
-        self.advertise_host = advertise_host or (host if host not in ("0.0.0.0", "::") else "127.0.0.1")
+        self.advertise_host = advertise_host or (outbound_host(host) if host in WILDCARD_HOSTS else host)
         self.max_calls, self.admit, self.answer_delay_s = max_calls, admit, answer_delay_s
         self.codecs, self.user_agent = codecs, user_agent
         self.draining = False
-        self.stats: dict[str, int] = {"malformed": 0, "bad_request": 0, "retransmissions": 0, "busy": 0}
+        self.stats: dict[str, int] = {"malformed": 0, "bad_request": 0, "retransmissions": 0, "busy": 0,
+                                      "setup_failed": 0, "rtp_untrusted": 0}
         self._socket: UdpSocket | None = None
         self._dialogs: dict[str, SipDialog] = {}
-        self._by_branch: dict[str, SipDialog] = {}
-        self._responses: dict[tuple[str, str], tuple[bytes, Address, float]] = {}
+        self._by_branch: dict[tuple[str, str], SipDialog] = {}  # (Call-ID, branch) of the INVITE, for CANCEL
+        self._responses = ResponseCache(max_age_s=TIMER_B)
         self._client = DialogRequests(self._send, self._finish)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -83,8 +93,8 @@ class SipServer:
 
     @property
     def active_calls(self) -> int:
-        """Calls ringing or up."""
-        return sum(1 for d in self._dialogs.values() if not d.ended)
+        """Calls ringing or up (admitted, not ended)."""
+        return sum(1 for d in self._dialogs.values() if d.admitted and not d.ended)
 
     async def stop(self) -> None:
         """Refuse new calls, end the ones up with BYE, close every socket."""
@@ -124,11 +134,10 @@ class SipServer:
             self._client.on_response(msg)
             return
         assert msg.method is not None
-        key = (msg.branch, msg.method)
-        cached = self._responses.get(key)
-        if cached is not None and msg.method != "ACK":
+        cached = self._responses.get(msg) if msg.method != "ACK" else None
+        if cached is not None:
             self.stats["retransmissions"] += 1
-            self._send(cached[0], addr)  # a retransmitted request gets the same answer again
+            self._send(cached, addr)  # a retransmitted request gets the same answer again
             return
         handler = {"INVITE": self._on_invite, "ACK": self._on_ack, "BYE": self._on_bye, "CANCEL": self._on_cancel,
                    "OPTIONS": self._on_options, "INFO": self._on_info, "NOTIFY": self._on_notify}.get(msg.method)
@@ -158,31 +167,46 @@ class SipServer:
         extra = [("Server", self.user_agent)] + (headers or [])
         response = response_to(request, status, reason, to_tag=to_tag, headers=extra, body=body)
         data = response.serialise()
-        now = time.monotonic()
         if request.method != "ACK":
-            self._responses[(request.branch, request.method or "")] = (data, addr, now)
-        if len(self._responses) > 512:
-            self._responses = {k: v for k, v in self._responses.items() if now - v[2] < RESPONSE_CACHE_S}
+            self._responses.put(request, data)
         self._send(data, addr)
+        return response
+
+    def _respond_invite(self, dialog: SipDialog, status: int, reason: str, *, to_tag: str | None = None,
+                        headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> SipMessage:
+        """Answer the dialog's INVITE, remembering the answer for retransmissions that outlive the cache."""
+        response = self._respond(dialog.invite, dialog.source, status, reason, to_tag=to_tag, headers=headers,
+                                 body=body)
+        dialog.last_response = response.serialise()
         return response
 
     # ---- INVITE ----------------------------------------------------------------------------
 
     def _on_invite(self, msg: SipMessage, addr: Address) -> None:
         to_tag = header_param(msg.get("To") or "", "tag")
+        dialog = self._dialogs.get(msg.call_id)
         if to_tag is not None:
-            dialog = self._dialogs.get(msg.call_id)
             if dialog is None or dialog.local_tag != to_tag or dialog.ended:
                 self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")
             else:
                 self._reinvite(dialog, msg, addr)
             return
-        if msg.call_id in self._dialogs:
-            return  # same call, new branch: a forked or looped copy; the first one is being answered
-        self._respond(msg, addr, 100, "Trying")
-        self._spawn(self._answer(msg, addr))
+        if dialog is not None:
+            if msg.branch == dialog.branch and dialog.last_response:
+                self.stats["retransmissions"] += 1  # its cached answer is gone: resend the latest one
+                self._send(dialog.last_response, addr)
+            return  # else a forked or looped copy (new branch): the first one is being answered
+        # registered at once, before admission and setup run, so a retransmission meanwhile is one
+        hostport = _hostport(self.advertise_host, self.port)
+        dialog = SipDialog(invite=msg, source=addr, local_tag=new_tag(), local_contact=f"<sip:spotfunnel@{hostport}>",
+                           via_host=hostport)
+        self._dialogs[msg.call_id] = dialog
+        self._by_branch[(msg.call_id, msg.branch)] = dialog
+        self._respond_invite(dialog, 100, "Trying")
+        self._spawn(self._answer(dialog))
 
-    def _refusal(self, msg: SipMessage, addr: Address) -> tuple[int, str, list[tuple[str, str]]] | None:
+    def _refusal(self, dialog: SipDialog) -> Refusal | None:
+        msg, addr = dialog.invite, dialog.source
         params = call_params(msg)
         if self.draining or (self.max_calls is not None and self.active_calls >= self.max_calls):
             self.stats["busy"] += 1
@@ -196,78 +220,77 @@ class SipServer:
                 return refused[0], refused[1], []
         return None
 
-    def _negotiate(self, msg: SipMessage) -> tuple[Any, str | None]:
-        ctype = (msg.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/sdp" or not msg.body:
-            return None, "the INVITE must carry an SDP offer (Content-Type: application/sdp)"
-        try:
-            return negotiate(parse_sdp(msg.body.decode("utf-8")), self.codecs), None
-        except UnicodeDecodeError:
-            return None, "the SDP body is not UTF-8 text"
-        except (SdpError, NoCommonCodec) as exc:
-            return None, str(exc)
+    def _negotiate(self, msg: SipMessage, codecs: tuple[str, ...]) -> tuple[AgreedMedia | None, Refusal | None]:
+        agreed, problem = negotiate_body(msg.get("Content-Type"), msg.body, codecs)
+        if agreed is not None:
+            return agreed, None
+        log.info("SIP: INVITE %s refused 488: %s", msg.call_id, problem)
+        text = (problem or "").replace('"', "'")[:160]
+        return None, (488, "Not Acceptable Here", [("Warning", f'305 spotfunnel "{text}"')])
 
-    async def _answer(self, msg: SipMessage, addr: Address) -> None:
-        refusal = self._refusal(msg, addr)
-        if refusal is not None:
-            self._respond(msg, addr, refusal[0], refusal[1], headers=refusal[2])
-            return
-        agreed, problem = self._negotiate(msg)
-        if agreed is None:
-            log.info("SIP: INVITE %s refused 488: %s", msg.call_id, problem)
-            text = (problem or "").replace('"', "'")[:160]
-            self._respond(msg, addr, 488, "Not Acceptable Here", headers=[("Warning", f'305 spotfunnel "{text}"')])
-            return
-        host = self.advertise_host
-        dialog = SipDialog(invite=msg, source=addr, local_tag=new_tag(), agreed=agreed,
-                           local_contact=f"<sip:spotfunnel@{host}:{self.port}>", via_host=f"{host}:{self.port}")
-        self._dialogs[msg.call_id] = dialog
-        self._by_branch[msg.branch] = dialog
+    async def _answer(self, dialog: SipDialog) -> None:
+        """Admit, ring and answer a new INVITE; whatever fails, the caller gets a final response."""
         try:
-            await self._ring_and_answer(dialog, addr)
+            await self._admit_and_answer(dialog)
         except Exception:
-            log.exception("SIP: answering INVITE %s failed", msg.call_id)
-            self._finish(dialog)
-            self._respond(msg, addr, 500, "Server Internal Error")
+            log.exception("SIP: answering INVITE %s failed", dialog.call_id)
+            self._setup_failed(dialog)
+        finally:
+            if dialog.transport is None:  # never answered (refused, cancelled, failed): its RTP port closes here
+                self._close_media(dialog)
 
-    async def _ring_and_answer(self, dialog: SipDialog, addr: Address) -> None:
-        msg, agreed = dialog.invite, dialog.agreed
-        assert agreed is not None
+    async def _admit_and_answer(self, dialog: SipDialog) -> None:
+        if dialog.ended:
+            return  # cancelled before admission ran
+        agreed, refusal = None, self._refusal(dialog)
+        if refusal is None:
+            agreed, refusal = self._negotiate(dialog.invite, self.codecs)
+        if refusal is not None or agreed is None:
+            status, reason, headers = refusal or (500, "Server Internal Error", [])
+            self._respond_invite(dialog, status, reason, to_tag=dialog.local_tag, headers=headers)
+            self._finish(dialog)
+            return
+        dialog.admitted, dialog.agreed = True, agreed
+        await self._ring_and_answer(dialog, agreed)
+
+    def _setup_failed(self, dialog: SipDialog) -> None:
+        """Admission or setup raised: 500 to the caller (a BYE once the 200 OK is out), and forget the dialog."""
+        self.stats["setup_failed"] += 1
+        if dialog.answered:
+            if dialog.transport is not None:
+                dialog.transport.end("call setup failed")
+            self._spawn(self._client.bye(dialog))
+            return
+        if not dialog.ended:  # a cancelled call already had its 487
+            self._respond_invite(dialog, 500, "Server Internal Error", to_tag=dialog.local_tag)
+        self._finish(dialog)
+
+    async def _ring_and_answer(self, dialog: SipDialog, agreed: AgreedMedia) -> None:
+        msg, addr = dialog.invite, dialog.source
         params = call_params(msg)
         lockstep = params.get("lockstep") == "1"
         codec = SipMediaCodec(agreed, realtime=not lockstep, label=msg.call_id)
         started = CallStarted(call_id=msg.call_id, caller_id=params["caller"], called=params["called"],
                               tenant_id=params.get("tenant") or None, params=params)
-        remote = [(agreed.remote_host, agreed.remote_port)]
-        trusted_hosts = {agreed.remote_host, addr[0]}
-        transport: SipCallTransport | None = None
-
-        def on_media(data: bytes, source: Address) -> None:
-            # Symmetric RTP (RFC 4961): a caller behind NAT sends from another address than its SDP
-            # says; answer where its RTP comes from, but only from the hosts of its SDP or signalling.
-            if source != remote[0] and source[0] in trusted_hosts and data[:1] and data[0] >> 6 == 2:
-                log.info("SIP: call %s: RTP comes from %s:%d, not %s:%d; sending there", msg.call_id,
-                         *source, *remote[0])
-                remote[0] = source
-            if transport is not None:
-                transport.on_rtp(data)
-
-        dialog.media = await open_udp(self.host, 0, on_media, f"rtp {msg.call_id}")
-        media_socket = dialog.media
-        transport = SipCallTransport(started, codec, lambda pkt: media_socket.send(pkt, remote[0]),
-                                     DialogControl(self._client, dialog, self._spawn), lockstep=lockstep)
-        self._respond(msg, addr, 180, "Ringing", to_tag=dialog.local_tag)
+        rtp = dialog.rtp = RtpPath(msg.call_id, (agreed.remote_host, agreed.remote_port), addr[0], self.stats)
+        rtp.socket = await open_udp(self.host, 0, rtp.on_datagram, f"rtp {msg.call_id}")
+        if dialog.ended:
+            return  # cancelled (or the server stopped) while the port opened; `_answer` closes it
+        transport = SipCallTransport(started, codec, rtp.send, DialogControl(self._client, dialog, self._spawn),
+                                     lockstep=lockstep)
+        self._respond_invite(dialog, 180, "Ringing", to_tag=dialog.local_tag)
         if self.answer_delay_s > 0:
             await asyncio.sleep(self.answer_delay_s)
         if dialog.cancelled or dialog.ended:
             return
-        sdp = build_answer(agreed, self.advertise_host, media_socket.address[1]).encode()
+        sdp = build_answer(agreed, self.advertise_host, rtp.port).encode()
         headers = [("Contact", dialog.local_contact), ("Allow", ALLOW), ("Supported", "replaces"),
                    ("Content-Type", "application/sdp")]
-        ok = self._respond(msg, addr, 200, "OK", to_tag=dialog.local_tag, headers=headers, body=sdp)
+        ok = self._respond_invite(dialog, 200, "OK", to_tag=dialog.local_tag, headers=headers, body=sdp)
         dialog.answered, dialog.transport = True, transport
+        rtp.receiver = transport.on_rtp
         log.info("SIP: call %s answered (%s/%d ms, dtmf pt %s, rtp to %s:%d, lockstep %s)", msg.call_id,
-                 agreed.codec, agreed.ptime, agreed.dtmf_payload_type, *remote[0], lockstep)
+                 agreed.codec, agreed.ptime, agreed.dtmf_payload_type, *rtp.remote, lockstep)
         self._spawn(self._retransmit_ok(dialog, ok.serialise(), addr))
         transport.start()
         self._spawn(self._run_call(dialog, transport))
@@ -285,27 +308,34 @@ class SipServer:
 
     async def _retransmit_ok(self, dialog: SipDialog, data: bytes, addr: Address) -> None:
         """Resend the 200 OK until the ACK comes (RFC 3261 13.3.1.4); without one, end the call."""
-        interval, waited = T1, 0.0
-        while not dialog.acked.is_set() and not dialog.ended:
-            try:
-                await asyncio.wait_for(dialog.acked.wait(), interval)
-                return
-            except asyncio.TimeoutError:
-                waited += interval
-            if waited >= TIMER_B:
-                log.warning("SIP: no ACK for the 200 OK of %s in %.0f s; ending the call", dialog.call_id, waited)
-                if dialog.transport is not None:
-                    dialog.transport.end("no ACK from the caller")
-                await self._client.bye(dialog)
-                return
-            self._send(data, addr)
-            interval = min(interval * 2, T2)
+        await retransmit(lambda: self._send(data, addr), dialog.acked.wait(), TIMER_B, sent=True,
+                         stop=lambda: dialog.ended)
+        if dialog.acked.is_set() or dialog.ended:
+            return
+        log.warning("SIP: no ACK for the 200 OK of %s in %.0f s; ending the call", dialog.call_id, TIMER_B)
+        if dialog.transport is not None:
+            dialog.transport.end("no ACK from the caller")
+        await self._client.bye(dialog)
 
     def _reinvite(self, dialog: SipDialog, msg: SipMessage, addr: Address) -> None:
-        """A re-INVITE (hold, refresh): keep the call and its codec, answer with the same SDP."""
+        """A re-INVITE (hold, resume, a new RTP address): the call keeps its codec; the offer's address applies."""
+        if not dialog.answered or dialog.agreed is None or dialog.rtp is None:
+            # RFC 3261 14.2: an INVITE in the dialog before the first one's final response
+            self._respond(msg, addr, 500, "Server Internal Error", to_tag=dialog.local_tag,
+                          headers=[("Retry-After", str(random.randint(0, 10)))])
+            return
         self._respond(msg, addr, 100, "Trying")
-        assert dialog.agreed is not None and dialog.media is not None
-        sdp = build_answer(dialog.agreed, self.advertise_host, dialog.media.address[1]).encode()
+        agreed = dialog.agreed
+        if msg.body:  # without an offer our 200 OK is one and the ACK answers it: the media stays
+            offer, refusal = self._negotiate(msg, (agreed.codec,))
+            if offer is None:
+                status, reason, headers = refusal or (500, "Server Internal Error", [])
+                self._respond(msg, addr, status, reason, to_tag=dialog.local_tag, headers=headers)
+                return  # RFC 3261 14.2: a refused re-INVITE leaves the call as it was
+            agreed = dialog.agreed = replace(agreed, remote_host=offer.remote_host, remote_port=offer.remote_port,
+                                             direction=offer.direction)
+            dialog.rtp.retarget((agreed.remote_host, agreed.remote_port), agreed.direction)
+        sdp = build_answer(agreed, self.advertise_host, dialog.rtp.port).encode()
         self._respond(msg, addr, 200, "OK", to_tag=dialog.local_tag,
                       headers=[("Contact", dialog.local_contact), ("Content-Type", "application/sdp")], body=sdp)
 
@@ -328,15 +358,15 @@ class SipServer:
         self._finish(dialog)
 
     def _on_cancel(self, msg: SipMessage, addr: Address) -> None:
-        dialog = self._by_branch.get(msg.branch)
-        if dialog is None or dialog.call_id != msg.call_id:
+        dialog = self._by_branch.get((msg.call_id, msg.branch))
+        if dialog is None:
             self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")
             return
         self._respond(msg, addr, 200, "OK")
         if dialog.answered or dialog.ended:
             return  # too late: the call is up, the caller must send BYE
         dialog.cancelled = True
-        self._respond(dialog.invite, dialog.source, 487, "Request Terminated", to_tag=dialog.local_tag)
+        self._respond_invite(dialog, 487, "Request Terminated", to_tag=dialog.local_tag)
         log.info("SIP: call %s cancelled by the caller while ringing", dialog.call_id)
         self._finish(dialog)
 
@@ -352,10 +382,8 @@ class SipServer:
             return
         self._respond(msg, addr, 200, "OK")
         if "dtmf" in (msg.get("Content-Type") or "").lower() and dialog.transport is not None:
-            for line in msg.body.decode("utf-8", "replace").splitlines():
-                key, _, value = line.partition("=")
-                if key.strip().lower() == "signal" and value.strip():
-                    dialog.transport.on_dtmf(value.strip()[0])
+            for digit in info_digits(msg.body):
+                dialog.transport.on_dtmf(digit)
 
     def _on_notify(self, msg: SipMessage, addr: Address) -> None:
         """Progress of a transfer we asked for (a sipfrag like 'SIP/2.0 200 OK'); logged."""
@@ -366,9 +394,8 @@ class SipServer:
         dialog.ended = True
         self._close_media(dialog)
         self._dialogs.pop(dialog.call_id, None)
-        self._by_branch.pop(dialog.branch, None)
+        self._by_branch.pop((dialog.call_id, dialog.branch), None)
 
     def _close_media(self, dialog: SipDialog) -> None:
-        if dialog.media is not None:
-            dialog.media.close()
-            dialog.media = None
+        if dialog.rtp is not None:
+            dialog.rtp.close()  # the path stays on the dialog: a socket still opening is closed by `_answer`

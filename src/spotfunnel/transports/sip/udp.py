@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Callable
 
-__all__ = ["UdpSocket", "open_udp"]
+__all__ = ["UdpSocket", "WILDCARD_HOSTS", "open_udp", "outbound_host"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+#: documentation-range addresses (RFC 5737, RFC 3849): only the route to them is looked up, nothing is sent
+_PROBES = ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1"))
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -57,3 +61,23 @@ async def open_udp(host: str, port: int, on_datagram: Callable[[bytes, Address],
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(on_datagram, label), local_addr=(host, port))
     return UdpSocket(transport, label)
+
+
+def outbound_host(bound: str) -> str:
+    """The address this host reaches the outside from, for SDP and Contact when bound to a wildcard.
+
+    Connecting a UDP socket only picks the route and the source address (no packet is sent); when
+    no route exists the answer is 127.0.0.1, which only local callers can use, with a warning.
+    """
+    for family, probe in _PROBES:  # IPv4 first: most SIP trunks and phones are IPv4 only
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.connect((probe, 9))
+                host = str(sock.getsockname()[0])
+        except OSError:
+            continue
+        if host not in WILDCARD_HOSTS:
+            return host
+    log.warning("SIP: bound to %r but found no outbound interface address; advertising 127.0.0.1, which "
+                "remote callers cannot reach (set --sip-advertise-host)", bound)
+    return "127.0.0.1"

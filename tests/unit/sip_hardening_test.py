@@ -1,0 +1,169 @@
+"""SIP edge hardening without a server: the bounded response cache, inbound queue cap, outbound address, CLI option."""
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from spotfunnel.audio.g711 import ulaw_encode
+from spotfunnel.transports.base import CallStarted
+from spotfunnel.transports.sip import call as call_module
+from spotfunnel.transports.sip import udp
+from spotfunnel.transports.sip.call import SipCallTransport
+from spotfunnel.transports.sip.media import SipMediaCodec
+from spotfunnel.transports.sip.message import SipMessage
+from spotfunnel.transports.sip.responses import ResponseCache
+from spotfunnel.transports.sip.retransmit import retransmit
+from spotfunnel.transports.sip.rtp import RtpPacket
+from spotfunnel.transports.sip.sdp import AgreedMedia
+
+
+def options(call_id: str, branch: str, cseq: str = "1 OPTIONS") -> SipMessage:
+    msg = SipMessage(method="OPTIONS", uri="sip:x@127.0.0.1")
+    msg.add("Via", f"SIP/2.0/UDP 127.0.0.1:5062;branch={branch}")
+    msg.add("Call-ID", call_id)
+    msg.add("CSeq", cseq)
+    return msg
+
+
+def test_response_cache_keys_transactions_by_call_id_cseq_and_branch() -> None:
+    cache = ResponseCache()
+    cache.put(options("a", "z9hG4bK1"), b"answer a")
+    assert cache.get(options("a", "z9hG4bK1")) == b"answer a"
+    assert cache.get(options("b", "z9hG4bK1")) is None  # same branch, another call
+    assert cache.get(options("a", "z9hG4bK1", "2 OPTIONS")) is None  # same branch, another CSeq
+    assert cache.get(options("a", "z9hG4bK2")) is None
+
+
+def test_response_cache_is_bounded_and_never_serves_stale_answers() -> None:
+    now = [0.0]
+    cache = ResponseCache(max_entries=3, max_age_s=32.0, clock=lambda: now[0])
+    for i in range(5):
+        cache.put(options(f"c{i}", "z9hG4bK1"), f"{i}".encode())
+    assert len(cache) == 3 and cache.get(options("c0", "z9hG4bK1")) is None  # the oldest went first
+    now[0] = 40.0
+    assert cache.get(options("c4", "z9hG4bK1")) is None  # the transaction is long over
+    cache.put(options("new", "z9hG4bK1"), b"new")
+    assert len(cache) == 1  # stale entries are pruned on insert
+
+
+async def test_inbound_queue_is_capped_when_the_agent_does_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(call_module, "MAX_PENDING", 50)
+    agreed = AgreedMedia("PCMU", 0, 20, 101, "127.0.0.1", 4000)
+    codec = SipMediaCodec(agreed, realtime=False)
+    transport = SipCallTransport(CallStarted(call_id="flood", caller_id="a", called="b"), codec, lambda _p: None,
+                                 control=None, lockstep=True)  # type: ignore[arg-type]
+    payload = ulaw_encode(bytes(480 * 2))
+    for seq in range(200):  # three frames per packet, nobody reading
+        transport.on_rtp(RtpPacket(0, seq, seq * 480, 7, payload).to_bytes())
+    assert len(transport._pending) == 50
+    assert transport.stats["events_dropped"] >= 200 * 3 + 1 - 50
+    assert isinstance(await transport.receive(), CallStarted)  # what was queued first is still there
+
+
+async def test_retransmit_resends_until_the_outcome_and_pauses_on_request() -> None:
+    sent: list[int] = []
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(1.2, future.set_result, "final")
+    assert await retransmit(lambda: sent.append(1), future, 5.0) == "final"
+    assert len(sent) == 2  # at 0 and 0.5 s; the next was due at 1.5 s, after the answer
+    paused: list[int] = []
+    never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    assert await retransmit(lambda: paused.append(1), never, 1.0, pause=lambda: True) is None
+    assert len(paused) == 1 and never.cancelled()
+
+
+class _RoutedSocket:
+    """Stands in for a UDP socket: `connect` picks a route; `getsockname` is the interface address."""
+
+    routes: dict[int, str | None] = {}
+
+    def __init__(self, family: int, _kind: int) -> None:
+        self.family = family
+
+    def __enter__(self) -> _RoutedSocket:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        pass
+
+    def connect(self, _address: Any) -> None:
+        if self.routes.get(self.family) is None:
+            raise OSError("Network is unreachable")
+
+    def getsockname(self) -> tuple[str, int]:
+        return str(self.routes[self.family]), 40000
+
+
+def test_outbound_host_is_the_routed_interface_or_loopback_with_a_warning(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(socket, "socket", _RoutedSocket)
+    monkeypatch.setattr(_RoutedSocket, "routes", {socket.AF_INET: "192.0.2.44", socket.AF_INET6: None})
+    assert udp.outbound_host("0.0.0.0") == "192.0.2.44"
+    monkeypatch.setattr(_RoutedSocket, "routes", {socket.AF_INET: None, socket.AF_INET6: "2001:db8::5"})
+    assert udp.outbound_host("::") == "2001:db8::5"
+    monkeypatch.setattr(_RoutedSocket, "routes", {})
+    assert udp.outbound_host("0.0.0.0") == "127.0.0.1"
+    assert "--sip-advertise-host" in caplog.text
+
+
+def test_serve_passes_sip_advertise_host_to_the_sip_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import spotfunnel.api.app
+    import spotfunnel.api.browser
+    import spotfunnel.api.sip_edge
+    import spotfunnel.cli
+    import spotfunnel.store.db
+    from spotfunnel.cli import app
+
+    seen: dict[str, Any] = {}
+
+    async def fake_serve_with_sip(_app: Any, **kwargs: Any) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(spotfunnel.cli, "configure_logging", lambda _level: None)  # logs stay on pytest's stderr
+    monkeypatch.setattr(spotfunnel.api.app, "create_app", lambda _db: object())
+    monkeypatch.setattr(spotfunnel.store.db, "Database", lambda _url: object())
+    monkeypatch.setattr(spotfunnel.api.browser, "announce_when_ready", lambda web, *_a: web)
+    monkeypatch.setattr(spotfunnel.api.sip_edge, "serve_with_sip", fake_serve_with_sip)
+    result = CliRunner().invoke(app, ["serve", "--db", "sqlite://", "--host", "0.0.0.0", "--sip-port", "5060",
+                                      "--sip-advertise-host", "203.0.113.9"])
+    assert result.exit_code == 0, result.output
+    assert seen["sip_advertise_host"] == "203.0.113.9" and seen["sip_port"] == 5060
+
+
+async def test_serve_with_sip_gives_the_edge_its_advertise_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import uvicorn
+
+    from spotfunnel.api import sip_edge
+
+    made: dict[str, Any] = {}
+
+    class FakeEdge:
+        def __init__(self, *_a: Any, **kwargs: Any) -> None:
+            made.update(kwargs)
+
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+    class FakeUvicorn:
+        started = True
+
+        def __init__(self, _config: Any) -> None: ...
+
+        async def serve(self) -> None: ...
+
+    monkeypatch.setattr(sip_edge, "SipEdge", FakeEdge)
+    monkeypatch.setattr(uvicorn, "Server", FakeUvicorn)
+    monkeypatch.setattr(uvicorn, "Config", lambda *_a, **_k: None)
+    web = types.SimpleNamespace(state=types.SimpleNamespace(spotfunnel=types.SimpleNamespace(
+        services=None, directory=None)))
+    await sip_edge.serve_with_sip(web, host="0.0.0.0", port=8080, log_level="info", sip_port=5060,
+                                  sip_max_calls=2, sip_advertise_host="203.0.113.9")
+    assert made["advertise_host"] == "203.0.113.9" and made["host"] == "0.0.0.0"
