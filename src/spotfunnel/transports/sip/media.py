@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from spotfunnel.audio.frames import FRAME_BYTES, SILENCE_FRAME
 from spotfunnel.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from spotfunnel.audio.levels import rms_dbfs
-from spotfunnel.audio.profiles import EncodingIssue, EncodingProfile, StreamCheck, count_issue
+from spotfunnel.audio.profiles import SIP_PCMA, SIP_PCMU, EncodingIssue, EncodingProfile, StreamCheck, count_issue
 from spotfunnel.audio.resample import SteadyResampler
 from spotfunnel.transports.base import AudioIn, Dtmf, InboundEvent, ProtocolIssue
 from spotfunnel.transports.sip.dtmf import DtmfError, DtmfReceiver
@@ -37,8 +38,7 @@ _CODECS: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = 
 
 def sip_profile(agreed: AgreedMedia) -> EncodingProfile:
     """The encoding profile that SDP agreed for a call: G.711 at 8 kHz with the agreed packet length."""
-    return EncodingProfile(f"sip-{agreed.codec.lower()}", "pcmu" if agreed.codec == "PCMU" else "pcma",
-                           RATE, agreed.ptime, 1)
+    return replace(SIP_PCMU if agreed.codec == "PCMU" else SIP_PCMA, frame_ms=agreed.ptime)
 
 
 class SipMediaCodec:
