@@ -49,8 +49,9 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
         uvicorn.run(web, host=host, port=port, log_level=log_level)
         return
     from spotfunnel.api.sip_edge import serve_with_sip
+    from spotfunnel.transports.sip.udp import WILDCARD_HOSTS, outbound_host
 
-    sip_host = sip_advertise_host or host
+    sip_host = sip_advertise_host or (outbound_host(host) if host in WILDCARD_HOSTS else host)
     console.print(f"SIP: calls to sip:+14155550100@{sip_host}:{sip_port} (UDP, PCMU/PCMA) reach the demo salon")
     asyncio.run(serve_with_sip(web, host=host, port=port, log_level=log_level,
                                sip_port=sip_port, sip_max_calls=sip_max_calls,

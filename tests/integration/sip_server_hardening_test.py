@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, AsyncIterator
 
 import pytest
@@ -179,6 +180,10 @@ async def test_reinvite_applies_hold_and_a_new_rtp_address(raw: RawSip) -> None:
         assert hold is not None and hold.status == 200 and b"a=recvonly" in hold.body
         resume = await reinvite(6, moved.address[1], "sendrecv")
         assert resume is not None and resume.status == 200 and b"a=sendrecv" in resume.body
+        # RFC 3264 8: the same session, its version one higher with each new answer
+        [(hold_id, hold_version)] = re.findall(rb"o=\S+ (\d+) (\d+) ", hold.body)
+        [(resume_id, resume_version)] = re.findall(rb"o=\S+ (\d+) (\d+) ", resume.body)
+        assert hold_id == resume_id and int(resume_version) == int(hold_version) + 1 and int(hold_version) >= 2
         assert srv._dialogs[peer.call_id].rtp.remote == ("127.0.0.1", moved.address[1])  # type: ignore[union-attr]
         assert peer.codec is not None and peer._remote_media is not None
         for i in range(10):  # the caller's RTP now comes from the new address too

@@ -29,6 +29,13 @@ def test_the_callers_ptime_is_used_when_it_differs() -> None:
     assert negotiate(parse_sdp(offer("0", "a=ptime:30\r\n"))).samples_per_packet == 240
 
 
+def test_a_session_level_direction_holds_unless_the_media_sets_its_own() -> None:
+    held = offer("0", conn="c=IN IP4 10.1.2.3\r\na=sendonly\r\n")
+    assert negotiate(parse_sdp(held)).direction == "recvonly"  # the caller holds: we only listen
+    overridden = offer("0", "a=sendrecv\r\n", conn="c=IN IP4 10.1.2.3\r\na=sendonly\r\n")
+    assert negotiate(parse_sdp(overridden)).direction == "sendrecv"
+
+
 def test_no_common_codec_names_what_was_offered() -> None:
     sdp = offer("9 18 96", "a=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\na=rtpmap:96 opus/48000/2\r\n")
     with pytest.raises(NoCommonCodec, match=r"offered 9=G722, 18=G729, 96=OPUS.*PCMU and PCMA"):

@@ -60,6 +60,12 @@ class SipDialog:
     ended: bool = False
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     local_cseq: int = field(default_factory=lambda: 1 + int(uuid.uuid4().int % 10_000))
+    sdp_session: int = field(default_factory=lambda: 1 + int(uuid.uuid4().int % 2**31))  # o= sess-id
+    sdp_version: int = 0  # o= version of our last SDP: one more with each answer (RFC 3264 8)
+
+    def next_sdp_version(self) -> int:
+        self.sdp_version += 1
+        return self.sdp_version
 
     @property
     def call_id(self) -> str:

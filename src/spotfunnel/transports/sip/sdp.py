@@ -41,9 +41,13 @@ class MediaDescription:
     direction: str = "sendrecv"
 
 
+_DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
 @dataclass
 class SessionDescription:
     connection: str | None = None
+    direction: str = "sendrecv"  # session level (RFC 4566 6): the default of every m= line
     media: list[MediaDescription] = field(default_factory=list)
 
 
@@ -77,6 +81,7 @@ def parse_sdp(text: str) -> SessionDescription:
         kind, value = line[0], line[2:]
         if kind == "m":
             current = _media_line(value)
+            current.direction = sd.direction  # a session-level direction holds unless the media sets its own
             sd.media.append(current)
         elif kind == "c":
             addr = _connection(value)
@@ -86,6 +91,8 @@ def parse_sdp(text: str) -> SessionDescription:
                 current.connection = addr
         elif kind == "a" and current is not None:
             _attribute(current, value)
+        elif kind == "a" and value in _DIRECTIONS:
+            sd.direction = value
     return sd
 
 
@@ -117,7 +124,7 @@ def _attribute(media: MediaDescription, value: str) -> None:
             media.fmtp[int(pt)] = params.strip()
     elif name == "ptime" and rest.strip().isdigit():
         media.ptime = int(rest.strip())
-    elif name in ("sendrecv", "sendonly", "recvonly", "inactive"):
+    elif name in _DIRECTIONS:
         media.direction = name
 
 
@@ -171,17 +178,22 @@ def negotiate_body(content_type: str | None, body: bytes,
         return None, str(exc)
 
 
-def _session_lines(host: str, session_id: int) -> list[str]:
+def _session_lines(host: str, session_id: int, version: int | None = None) -> list[str]:
     family = "IP6" if ":" in host else "IP4"
-    return ["v=0", f"o=spotfunnel {session_id} {session_id} IN {family} {host}", "s=SpotFunnel",
+    version = session_id if version is None else version
+    return ["v=0", f"o=spotfunnel {session_id} {version} IN {family} {host}", "s=SpotFunnel",
             f"c=IN {family} {host}", "t=0 0"]
 
 
-def build_answer(agreed: AgreedMedia, host: str, port: int, session_id: int | None = None) -> str:
-    """The answer: exactly the agreed codec (and telephone-event when offered), with our ptime."""
+def build_answer(agreed: AgreedMedia, host: str, port: int, session_id: int | None = None,
+                 version: int | None = None) -> str:
+    """The answer: exactly the agreed codec (and telephone-event when offered), with our ptime.
+
+    Within a dialog pass the same `session_id` and a `version` one higher each time (RFC 3264 8).
+    """
     sid = session_id if session_id is not None else random.randrange(1, 2**31)
     fmts = [agreed.payload_type] + ([agreed.dtmf_payload_type] if agreed.dtmf_payload_type is not None else [])
-    lines = _session_lines(host, sid) + [f"m=audio {port} RTP/AVP {' '.join(map(str, fmts))}",
+    lines = _session_lines(host, sid, version) + [f"m=audio {port} RTP/AVP {' '.join(map(str, fmts))}",
                                         f"a=rtpmap:{agreed.payload_type} {agreed.codec}/8000"]
     if agreed.dtmf_payload_type is not None:
         lines += [f"a=rtpmap:{agreed.dtmf_payload_type} telephone-event/8000",

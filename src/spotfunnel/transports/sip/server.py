@@ -283,7 +283,8 @@ class SipServer:
             await asyncio.sleep(self.answer_delay_s)
         if dialog.cancelled or dialog.ended:
             return
-        sdp = build_answer(agreed, self.advertise_host, rtp.port).encode()
+        sdp = build_answer(agreed, self.advertise_host, rtp.port, dialog.sdp_session,
+                           dialog.next_sdp_version()).encode()
         headers = [("Contact", dialog.local_contact), ("Allow", ALLOW), ("Supported", "replaces"),
                    ("Content-Type", "application/sdp")]
         ok = self._respond_invite(dialog, 200, "OK", to_tag=dialog.local_tag, headers=headers, body=sdp)
@@ -335,7 +336,8 @@ class SipServer:
             agreed = dialog.agreed = replace(agreed, remote_host=offer.remote_host, remote_port=offer.remote_port,
                                              direction=offer.direction)
             dialog.rtp.retarget((agreed.remote_host, agreed.remote_port), agreed.direction)
-        sdp = build_answer(agreed, self.advertise_host, dialog.rtp.port).encode()
+        sdp = build_answer(agreed, self.advertise_host, dialog.rtp.port, dialog.sdp_session,
+                           dialog.next_sdp_version()).encode()
         self._respond(msg, addr, 200, "OK", to_tag=dialog.local_tag,
                       headers=[("Contact", dialog.local_contact), ("Content-Type", "application/sdp")], body=sdp)
 
