@@ -27,7 +27,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
           sip_advertise_host: Optional[str] = typer.Option(
               None, "--sip-advertise-host", help="the address put in SIP Contact and SDP for callers to reach "
                                                  "(your public IP behind NAT); default: the bound host, or the "
-                                                 "outbound interface's address when bound to 0.0.0.0")) -> None:
+                                                 "outbound interface's address when bound to 0.0.0.0"),
+          sip_allow: Optional[list[str]] = typer.Option(
+              None, "--sip-allow", help="only these addresses or networks may place SIP calls (repeatable, "
+                                        "e.g. --sip-allow 203.0.113.0/24); others get 403; default: any")) -> None:
     """Run the server (Twilio webhook + Media Streams) with the embedded models and the demo tenant."""
     import uvicorn
 
@@ -48,14 +51,19 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
     if sip_port is None:
         uvicorn.run(web, host=host, port=port, log_level=log_level)
         return
-    from spotfunnel.api.sip_edge import serve_with_sip
+    from spotfunnel.api.sip_edge import parse_networks, serve_with_sip
     from spotfunnel.transports.sip.udp import WILDCARD_HOSTS, outbound_host
+
+    try:
+        parse_networks(sip_allow or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sip-allow") from None
 
     sip_host = sip_advertise_host or (outbound_host(host) if host in WILDCARD_HOSTS else host)
     console.print(f"SIP: calls to sip:+14155550100@{sip_host}:{sip_port} (UDP, PCMU/PCMA) reach the demo salon")
     asyncio.run(serve_with_sip(web, host=host, port=port, log_level=log_level,
                                sip_port=sip_port, sip_max_calls=sip_max_calls,
-                               sip_advertise_host=sip_advertise_host))
+                               sip_advertise_host=sip_advertise_host, sip_allow=sip_allow))
 
 
 @app.command()

@@ -6,6 +6,7 @@ from typing import AsyncIterator
 
 import pytest
 
+from spotfunnel.api.sip_edge import parse_networks
 from spotfunnel.transports.base import AudioIn, Dtmf, Hangup, ProtocolIssue
 from spotfunnel.transports.sip.peer import SipCallFailed, SipPeer
 from spotfunnel.transports.sip.rtp import RtpPacket
@@ -228,6 +229,34 @@ async def test_edge_refuses_a_number_no_tenant_answers_with_404() -> None:
         assert refused.value.status == 404
     finally:
         await edge.stop()
+
+
+async def test_edge_refuses_callers_outside_the_allowed_networks_with_403() -> None:
+    from typing import Any, cast
+
+    from spotfunnel.api.sip_edge import SipEdge
+    from spotfunnel.calls.directory import CallDirectory
+
+    directory = CallDirectory(default_setup=cast(Any, None))
+    edge = SipEdge(cast(Any, None), directory, port=0, allow=["10.0.0.0/8", "203.0.113.7"])
+    await edge.start()
+    try:
+        with pytest.raises(SipCallFailed) as refused:  # 127.0.0.1 is not a trunk address
+            await SipPeer(edge.server.address, called="+14155550100").connect()
+        assert refused.value.status == 403
+        edge.allow = parse_networks(["127.0.0.0/8"])
+        with pytest.raises(SipCallFailed) as past_the_acl:  # let through: the number decides now
+            await SipPeer(edge.server.address, called="+19995550000").connect()
+        assert past_the_acl.value.status == 404
+    finally:
+        await edge.stop()
+
+
+def test_allowed_networks_must_be_addresses() -> None:
+    assert [str(n) for n in parse_networks(["10.1.2.3/8", "203.0.113.7", "2001:db8::/32"])] == [
+        "10.0.0.0/8", "203.0.113.7/32", "2001:db8::/32"]
+    with pytest.raises(ValueError, match="'trunk.example' is not an IP address or network"):
+        parse_networks(["trunk.example"])
 
 
 async def test_caller_behind_nat_gets_rtp_where_its_rtp_comes_from(server: SipServer, echo: EchoHandler,

@@ -133,6 +133,13 @@ def test_serve_passes_sip_advertise_host_to_the_sip_edge(monkeypatch: pytest.Mon
                                       "--sip-advertise-host", "203.0.113.9"])
     assert result.exit_code == 0, result.output
     assert seen["sip_advertise_host"] == "203.0.113.9" and seen["sip_port"] == 5060
+    assert seen["sip_allow"] is None
+    result = CliRunner().invoke(app, ["serve", "--db", "sqlite://", "--sip-port", "5060",
+                                      "--sip-allow", "203.0.113.0/24", "--sip-allow", "198.51.100.7"])
+    assert result.exit_code == 0, result.output
+    assert seen["sip_allow"] == ["203.0.113.0/24", "198.51.100.7"]
+    result = CliRunner().invoke(app, ["serve", "--db", "sqlite://", "--sip-port", "5060", "--sip-allow", "trunk"])
+    assert result.exit_code == 2 and "'trunk' is not an IP address or network" in result.output
 
 
 async def test_serve_with_sip_gives_the_edge_its_advertise_host(monkeypatch: pytest.MonkeyPatch) -> None:

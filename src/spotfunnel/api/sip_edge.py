@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, AsyncIterator
+import ipaddress
+from typing import Any, AsyncIterator, Sequence
 
 import structlog
 
@@ -14,30 +15,60 @@ from spotfunnel.transports.base import CallStarted
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.server import IncomingCall, SipServer
 
-__all__ = ["SipEdge", "loopback_sip", "serve_with_sip"]
+__all__ = ["SipEdge", "loopback_sip", "parse_networks", "serve_with_sip"]
 
 log = structlog.get_logger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(specs: Sequence[str]) -> list[Network]:
+    """`10.0.0.0/8`, `203.0.113.7` or `2001:db8::/32` as networks; ValueError naming a bad one."""
+    networks = []
+    for spec in specs:
+        try:
+            networks.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{spec!r} is not an IP address or network; give one like 203.0.113.7 or "
+                             "10.0.0.0/8") from None
+    return networks
 
 
 class SipEdge:
     """Owns the SIP server for `spotfunnel serve` (and the loopback one of `eval --transport sip`).
 
-    A call is admitted when the server has room (`max_calls`, 486 otherwise) and a tenant answers
-    the number dialled, or the INVITE names a prepared setup or a tenant (404 otherwise). `state`
-    (the app's ServerState) counts SIP calls in /healthz's active_calls.
+    A call is admitted when it comes from an allowed network (`allow`, 403 otherwise; None: any),
+    the server has room (`max_calls`, 486 otherwise) and a tenant answers the number dialled, or
+    the INVITE names a prepared setup or a tenant (404 otherwise). `state` (the app's ServerState)
+    counts SIP calls in /healthz's active_calls.
     """
 
     def __init__(self, services: CallServices, directory: CallDirectory, *, host: str = "127.0.0.1",
                  port: int = 5060, advertise_host: str | None = None, max_calls: int | None = None,
-                 state: Any = None) -> None:
+                 allow: Sequence[str] | None = None, state: Any = None) -> None:
         self.services, self.directory, self.state = services, directory, state
+        self.allow = parse_networks(allow) if allow else None
         self.server = SipServer(self._on_call, host=host, port=port, advertise_host=advertise_host,
                                 max_calls=max_calls, admit=self._admit)
 
     async def start(self) -> None:
         await self.server.start()
         log.info("sip.listening", host=self.server.host, port=self.server.port, max_calls=self.server.max_calls,
-                 advertised=self.server.advertise_host)
+                 advertised=self.server.advertise_host, allow=[str(n) for n in self.allow or []] or "any")
+        if self.allow is None and not _loopback(self.server.host):
+            log.warning("sip.open_to_any_host", detail="any host that reaches this port can place calls; "
+                        "set --sip-allow to your SIP trunk's addresses")
+
+    def _allowed(self, source: str) -> bool:
+        if self.allow is None:
+            return True
+        try:
+            address = ipaddress.ip_address(source)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allow)
 
     async def stop(self) -> None:
         await self.server.stop()
@@ -48,6 +79,9 @@ class SipEdge:
         return f"sip:{host}:{port}"
 
     def _admit(self, call: IncomingCall) -> tuple[int, str] | None:
+        if not self._allowed(call.source[0]):
+            log.warning("sip.refused_source", source=call.source[0], called=call.called, call_id=call.call_id)
+            return 403, "Forbidden"
         if call.params.get("setup") or call.params.get("tenant"):
             return None  # resolved (or refused with a clear reason) by the directory once the call starts
         try:
@@ -67,6 +101,13 @@ class SipEdge:
                 self.state.active_calls -= 1
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 @contextlib.asynccontextmanager
 async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, CallDirectory]]:
     """A SIP edge on 127.0.0.1 (random port) in this process: its URL and call directory (eval, tests)."""
@@ -83,7 +124,8 @@ async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, CallD
 
 
 async def serve_with_sip(app: Any, *, host: str, port: int, log_level: str, sip_port: int,
-                         sip_max_calls: int | None, sip_advertise_host: str | None = None) -> None:
+                         sip_max_calls: int | None, sip_advertise_host: str | None = None,
+                         sip_allow: Sequence[str] | None = None) -> None:
     """`spotfunnel serve --sip-port`: uvicorn and the SIP edge in one event loop.
 
     The SIP port opens once the app has started (models loaded), so the first call is not slow,
@@ -97,7 +139,7 @@ async def serve_with_sip(app: Any, *, host: str, port: int, log_level: str, sip_
     state = app.state.spotfunnel
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
     edge = SipEdge(state.services, state.directory, host=host, port=sip_port, advertise_host=sip_advertise_host,
-                   max_calls=sip_max_calls, state=state)
+                   max_calls=sip_max_calls, allow=sip_allow, state=state)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
