@@ -106,8 +106,12 @@ def _report(results: list[ScenarioResult], as_json: bool, out: IO[str]) -> None:
             print(f"     - {f}", file=out)
     passed = sum(r.passed for r in results)
     summary = latency_summary(results)
-    print(f"{passed}/{len(results)} passed; turn latency p50={summary['p50']} p95={summary['p95']} "
-          f"max={summary['max']} ms", file=out)
+    if summary["p50"] is None:  # --fast runs in audio time: there is no wall-clock latency to report
+        print(f"{passed}/{len(results)} passed; turn latency not measured (--fast runs faster than real time)",
+              file=out)
+    else:
+        print(f"{passed}/{len(results)} passed; turn latency p50={summary['p50']} p95={summary['p95']} "
+              f"max={summary['max']} ms", file=out)
     if as_json:
         print(json.dumps({"scenarios": len(results), "passed": passed,
                           "failed": [r.name for r in results if not r.passed], "turn_latency_ms": summary,
