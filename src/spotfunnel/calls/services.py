@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -52,6 +53,8 @@ def settle_heap() -> None:
     a full collection walks only what calls create (gc.freeze, Python 3.7+).
     """
     gc.collect()
+    if not gc.get_freeze_count():
+        atexit.register(gc.unfreeze)  # at exit they are collected as usual (native bindings check for leaks)
     gc.freeze()
 
 
