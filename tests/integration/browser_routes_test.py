@@ -23,6 +23,9 @@ def test_same_origin_compares_the_page_with_the_server() -> None:
     assert same_origin({"host": "127.0.0.1:8080"})  # not a browser: no Origin
     assert not same_origin({"host": "127.0.0.1:8080", "origin": "https://evil.example"})
     assert not same_origin({"host": "127.0.0.1:8080", "origin": "http://127.0.0.1:9999"})
+    behind_proxy = {"host": "127.0.0.1:8080", "x-forwarded-host": "voice.example.com"}
+    assert same_origin({**behind_proxy, "origin": "https://voice.example.com"})
+    assert not same_origin({**behind_proxy, "origin": "https://evil.example"})
 
 
 def test_an_offer_from_another_sites_page_is_refused() -> None:
@@ -55,3 +58,18 @@ def test_a_call_beyond_the_limit_is_refused_with_the_reason(monkeypatch: pytest.
         r = api.post("/webrtc/offer", json=OFFER)
         assert r.status_code == 429 and "try again" in r.json()["detail"]
         first.close()
+
+
+def test_a_socket_that_never_starts_a_call_gives_its_seat_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spotfunnel.transports.browser_ws import BrowserWsTransport
+
+    monkeypatch.setenv(MAX_CALLS_ENV, "1")
+    monkeypatch.setattr(BrowserWsTransport, "start_timeout_s", 0.3)
+    api = client()
+    for _ in range(2):  # the second socket gets the seat the idle first one gave back
+        with api.websocket_connect("/browser/ws") as idle:
+            messages = []
+            with pytest.raises(WebSocketDisconnect):
+                while True:
+                    messages.append(idle.receive_json())
+            assert all(m.get("type") != "refused" for m in messages), messages

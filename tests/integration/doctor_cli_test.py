@@ -75,7 +75,11 @@ def test_credentials_are_warnings_not_errors(tmp_path: Path) -> None:
     bare = run_doctor(tenants_dir=folder, env={})
     assert bare.ok and {f.check for f in bare.findings if f.status == "warn"} == {"TWILIO_AUTH_TOKEN",
                                                                               "TWILIO_ACCOUNT_SID"}
-    keyed = run_doctor(tenants_dir=folder, env={"TWILIO_AUTH_TOKEN": "x", "TWILIO_ACCOUNT_SID": "AC1"})
+    no_api_token = run_doctor(tenants_dir=folder, env={"TWILIO_AUTH_TOKEN": "x", "TWILIO_ACCOUNT_SID": "AC1"})
+    assert [(f.check, f.status) for f in no_api_token.findings if f.status != "ok"] == [
+        ("SPOTFUNNEL_API_TOKEN", "warn")]
+    keyed = run_doctor(tenants_dir=folder, env={"TWILIO_AUTH_TOKEN": "x", "TWILIO_ACCOUNT_SID": "AC1",
+                                                "SPOTFUNNEL_API_TOKEN": "s3cret"})
     assert not [f for f in keyed.findings if f.status != "ok"]
 
 

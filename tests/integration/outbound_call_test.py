@@ -171,12 +171,12 @@ async def test_the_providers_machine_end_beep_starts_the_message_at_once(service
     assert [e.data["source"] for e in record.events.of("answerer")][0] == "provider"
 
 
-async def test_the_providers_machine_end_after_a_human_verdict_still_leaves_the_message(services: CallServices) -> None:
+async def test_the_providers_beep_after_a_human_verdict_still_leaves_the_message(services: CallServices) -> None:
     far, record, done, _ = await call(services, "outbound")
     await far.play(quiet(300) + await speak("Hi!") + quiet(1000))  # the agent takes it for a person
     assert [e.data["kind"] for e in record.events.of("answerer")] == ["human"]
     await far.until_agent_quiet()
-    far.transport.inbound.put_nowait(AnsweredBy("machine", "machine_end_other"))  # Twilio knew better
+    far.transport.inbound.put_nowait(AnsweredBy("machine", "machine_end_beep"))  # Twilio heard a beep
     said_at = far.frame
     await far.until_agent_quiet()
     await far.play(quiet(400))

@@ -86,7 +86,12 @@ def same_origin(headers: Mapping[str, str]) -> bool:
     origin = headers.get("origin")
     if not origin:
         return True
-    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
+    # Behind a proxy that rewrites Host, the page's own host arrives as X-Forwarded-Host (a page on
+    # another site cannot set that header: a browser sends no custom headers on a WebSocket upgrade,
+    # and a cross-site POST carrying one needs a CORS preflight this server never grants).
+    forwarded = headers.get("x-forwarded-host", "").split(",")[0].strip()
+    own = {headers.get("host", "").lower()} | ({forwarded.lower()} if forwarded else set())
+    return urlsplit(origin).netloc.lower() in own
 
 
 def page_event(ev: CallEvent) -> dict[str, Any] | None:

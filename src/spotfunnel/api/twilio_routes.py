@@ -82,36 +82,20 @@ def callback_base(request: Request) -> str:
 
 
 def require_api_token(request: Request) -> None:
-    """Placing calls costs money: with SPOTFUNNEL_API_TOKEN set it is required, without it only loopback may."""
-    token = os.environ.get(API_TOKEN_ENV, "")
-    if token:
-        sent = request.headers.get("authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                                f"missing or wrong API token: send 'Authorization: Bearer <{API_TOKEN_ENV}>'")
-        return
-    if not _direct_loopback(request):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            f"placing calls from another machine needs an API token: set {API_TOKEN_ENV} on the "
-                            "server and send it as a Bearer token (spotfunnel dial reads it from the environment)")
+    """Placing calls costs money: it needs SPOTFUNNEL_API_TOKEN set on the server and sent as a Bearer token.
 
-
-#: Headers a reverse proxy or tunnel adds: a request carrying any of them came from elsewhere.
-_PROXY_HEADERS = ("x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip",
-                  "cf-connecting-ip", "true-client-ip", "via")
-
-
-def _direct_loopback(request: Request) -> bool:
-    """A request made on this machine to a loopback address, not relayed by a proxy or tunnel.
-
-    The peer address alone is not enough: a tunnel (ngrok, cloudflared) or a local nginx connects
-    from 127.0.0.1 too. They add forwarding headers, and a proxy that passes the public Host on
-    is caught by the Host check; a proxy that strips both is a deployment that must set the token.
+    Without a token nobody may place calls, not even from this machine: a local reverse proxy or
+    tunnel makes every request look local, and guessing wrong would let anyone ring numbers.
     """
-    peer = request.client.host if request.client else ""
-    hostname = (urlsplit(f"//{request.headers.get('host', '')}").hostname or "").lower()
-    forwarded = any(name in request.headers for name in _PROXY_HEADERS)
-    return peer in _LOOPBACK and hostname in _LOOPBACK and not forwarded
+    token = os.environ.get(API_TOKEN_ENV, "")
+    if not token:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"placing calls needs an API token: set {API_TOKEN_ENV} on the server and send it as "
+                            "a Bearer token (spotfunnel dial reads it from the same variable)")
+    sent = request.headers.get("authorization", "")
+    if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            f"missing or wrong API token: send 'Authorization: Bearer <{API_TOKEN_ENV}>'")
 
 
 def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIRouter:

@@ -60,18 +60,24 @@ class OutboundAnswer:
         turn = asyncio.ensure_future(self.session.turns.get())
         beep = asyncio.ensure_future(self._beep())
         await asyncio.wait({turn, beep}, return_when=asyncio.FIRST_COMPLETED)
-        if turn.done():  # a queue get cancelled while waiting loses nothing
+        if not beep.done():  # a queue get cancelled while waiting loses nothing
             beep.cancel()
             return turn.result()
-        turn.cancel()
+        # The beep wins even when a turn completed in the same step: its verdict is off the queue now.
+        if turn.done():  # what the machine said just before its beep: closed unanswered
+            self.session.events.emit("turn_before_answer", kind=turn.result().kind, text=turn.result().text)
+            self.session.turn_answered()
+        else:
+            turn.cancel()
         self.watching_beep = False
         self.session.answer_detector = None
         log.info("outbound.beep_after_human", frame=self.session.frame)
         return None
 
     async def _beep(self) -> None:
-        # The agent's own beep, or the provider's later machine_end_* (its AMD waits for the greeting's end).
-        await self._next(lambda v: v.kind in MESSAGE_NOW)
+        # The agent's own beep, or the provider's machine_end_beep (its AMD heard one too). Not the
+        # provider's machine_end_other/silence: that arrives late and is often a person who talked at length.
+        await self._next(lambda v: v.kind is Answerer.BEEP)
 
     def stale(self, turn: VoiceTurn) -> bool:
         """A turn spoken before the verdict (the "Hello?" the opening line already answers)."""

@@ -52,9 +52,10 @@ def settle_heap() -> None:
     models loaded that took 38-62 ms, a stall in the audio loop whenever it struck mid-call. Frozen,
     a full collection walks only what calls create (gc.freeze, Python 3.7+).
     """
+    if gc.get_freeze_count():
+        return  # once per process: what later calls leave behind must stay collectable
     gc.collect()
-    if not gc.get_freeze_count():
-        atexit.register(gc.unfreeze)  # at exit they are collected as usual (native bindings check for leaks)
+    atexit.register(gc.unfreeze)  # at exit they are collected as usual (native bindings check for leaks)
     gc.freeze()
 
 

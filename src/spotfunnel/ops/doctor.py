@@ -145,6 +145,8 @@ def check_credentials(env: Mapping[str, str]) -> list[Finding]:
         "TWILIO_AUTH_TOKEN": "not set: webhooks unverified",
         "TWILIO_ACCOUNT_SID": "not set: no call control over Twilio's REST API (transfers, hang-ups, outbound calls)",
     }
+    if env.get("TWILIO_ACCOUNT_SID"):  # outbound calls are possible, but only with the API token
+        needs["SPOTFUNNEL_API_TOKEN"] = "not set: outbound calls (POST /v1/calls, spotfunnel dial) are refused"
     return [Finding(name, "ok", "set") if env.get(name) else Finding(name, "warn", why)
             for name, why in needs.items()]
 

@@ -1,6 +1,7 @@
 """The browser's WebSocket fallback: binary PCM16 16 kHz 20 ms frames both ways, JSON text for control and events."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -55,6 +56,11 @@ class BrowserWsTransport:
     #: the page echoes each mark once the agent audio before it has played (see talk.js Playback)
     echoes_marks = True
 
+    #: a page sends `start` at once and then a frame every 20 ms: silence longer than these means
+    #: the page is gone (or never was one), and the call ends so its seat is free for the next caller
+    start_timeout_s = 15.0
+    idle_timeout_s = 10.0
+
     def __init__(self, websocket: BrowserSocket) -> None:
         self.websocket = websocket
         self.lockstep = False
@@ -84,8 +90,13 @@ class BrowserWsTransport:
         return self._pending.popleft()
 
     async def _read_one(self) -> None:
+        timeout = self.idle_timeout_s if self.started else self.start_timeout_s
         try:
-            message = await self.websocket.receive()
+            message = await asyncio.wait_for(self.websocket.receive(), timeout)
+        except asyncio.TimeoutError:
+            self._finish(f"nothing from the page for {timeout:g} s" if self.started
+                         else f"no start message within {timeout:g} s")
+            return
         except Exception as exc:  # starlette raises RuntimeError once the socket is gone
             self._closed = True
             self._finish(f"websocket closed ({type(exc).__name__})")
