@@ -12,7 +12,7 @@ from spotfunnel.transports.sip.peer import SipCallFailed, SipPeer
 from spotfunnel.transports.sip.rtp import RtpPacket
 from spotfunnel.transports.sip.server import SipServer
 
-from sip_support import EchoHandler, RawSip, request, sdp_offer, tone16k
+from sip_support import EchoHandler, RawSip, request, sdp_offer, tone16k, wait_until
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ async def test_busy_at_capacity_and_when_draining(server: SipServer, raw: RawSip
     assert refused.value.status == 486
     for p in peers:
         await p.hangup()
-    await asyncio.sleep(0.1)
+    assert await wait_until(lambda: server.active_calls == 0)
     server.draining = True
     raw.send(request("INVITE", raw.port, body=sdp_offer(4000)), server.address)
     final = await raw.final()
@@ -164,7 +164,8 @@ async def test_bad_rtp_reordered_duplicated_and_wrong_types_are_handled(server: 
     send(RtpPacket(96, 11, 1760, ssrc, payload).to_bytes())  # a type nobody agreed
     send(b"\x12\x34 not rtp")
     send(b"")
-    await asyncio.sleep(0.3)
+    # every datagram but the empty one (which may not arrive as one) reached the call
+    assert await wait_until(lambda: bool(echo.calls) and echo.calls[0].stats.get("packets_in", 0) >= len(order) + 3)
     await peer.hangup()
     await asyncio.wait_for(echo.release.wait(), 5)
     transport = echo.calls[0]
@@ -206,9 +207,8 @@ async def test_callers_ptime_of_30_ms_is_answered_in_kind(server: SipServer, ech
     for i in range(30):
         await peer.exchange(tone16k(frame=i))
         await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)
+    assert await wait_until(lambda: len(peer.received) >= 15)
     await peer.hangup()
-    assert len(peer.received) >= 15
     assert {(p.payload_type, p.payload_bytes) for p in peer.received} == {(8, 240)}  # PCMA, 30 ms packets
     steps = {(b.timestamp - a.timestamp) % 2**32 for a, b in zip(peer.received, peer.received[1:])}
     assert steps == {240}

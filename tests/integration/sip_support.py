@@ -6,6 +6,7 @@ import struct
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -13,6 +14,17 @@ from spotfunnel.transports.base import AudioIn, Dtmf, Hangup, InboundEvent
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.message import SipMessage, parse_message
 from spotfunnel.transports.sip.udp import UdpSocket, open_udp
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes (a busy CI machine is slow, never a fixed sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 def tone16k(freq: float = 440.0, amplitude: int = 8000, frame: int = 0) -> bytes:

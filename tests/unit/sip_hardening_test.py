@@ -8,15 +8,16 @@ from typing import Any
 import pytest
 
 from spotfunnel.audio.g711 import ulaw_encode
-from spotfunnel.transports.base import CallStarted
+from spotfunnel.transports.base import AudioIn, CallStarted, Dtmf, MarkPlayed
 from spotfunnel.transports.sip import call as call_module
 from spotfunnel.transports.sip import udp
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.media import SipMediaCodec
 from spotfunnel.transports.sip.message import SipMessage
 from spotfunnel.transports.sip.responses import ResponseCache
-from spotfunnel.transports.sip.retransmit import retransmit
+from spotfunnel.transports.sip.retransmit import T1, retransmit
 from spotfunnel.transports.sip.rtp import RtpPacket
+from spotfunnel.transports.sip.rtp_path import RtpPath
 from spotfunnel.transports.sip.sdp import AgreedMedia
 
 
@@ -64,15 +65,71 @@ async def test_inbound_queue_is_capped_when_the_agent_does_not_read(monkeypatch:
 
 
 async def test_retransmit_resends_until_the_outcome_and_pauses_on_request() -> None:
-    sent: list[int] = []
-    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    asyncio.get_running_loop().call_later(1.2, future.set_result, "final")
-    assert await retransmit(lambda: sent.append(1), future, 5.0) == "final"
-    assert len(sent) == 2  # at 0 and 0.5 s; the next was due at 1.5 s, after the answer
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+    future: asyncio.Future[str] = loop.create_future()
+
+    def send() -> None:  # the answer comes right after the third copy, however slow the machine is
+        sent.append(loop.time())
+        if len(sent) == 3:
+            future.set_result("final")
+
+    assert await retransmit(send, future, 30.0) == "final"
+    assert len(sent) == 3  # nothing is resent once the outcome is in
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert gaps[0] >= T1 - 0.01 and gaps[1] >= 2 * T1 - 0.01  # T1, then doubling
     paused: list[int] = []
     never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     assert await retransmit(lambda: paused.append(1), never, 1.0, pause=lambda: True) is None
     assert len(paused) == 1 and never.cancelled()
+
+
+async def test_a_full_inbound_queue_still_takes_digits_and_marks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(call_module, "MAX_PENDING", 10)
+    codec = SipMediaCodec(AgreedMedia("PCMU", 0, 20, 101, "127.0.0.1", 4000), realtime=False)
+    transport = SipCallTransport(CallStarted(call_id="busy", caller_id="a", called="b"), codec, lambda _p: None,
+                                 control=None, lockstep=True)  # type: ignore[arg-type]
+    payload = ulaw_encode(bytes(160))
+    for seq in range(20):
+        transport.on_rtp(RtpPacket(0, seq, seq * 160, 7, payload).to_bytes())
+    assert len(transport._pending) == 10 and transport.stats["events_dropped"] > 0
+    transport.on_dtmf("5")
+    await transport.send_mark("greeting")
+    queued = list(transport._pending)
+    assert isinstance(queued[-2], Dtmf) and isinstance(queued[-1], MarkPlayed)  # control gets past the cap
+    transport.on_rtp(RtpPacket(0, 20, 3200, 7, payload).to_bytes())
+    assert sum(isinstance(e, AudioIn) for e in transport._pending) == 9  # audio is still capped
+
+
+def _path(remote: tuple[str, int] = ("192.0.2.10", 4000), signalling: str = "192.0.2.10",
+          direction: str = "sendrecv") -> tuple[RtpPath, list[tuple[bytes, tuple[str, int]]]]:
+    sent: list[tuple[bytes, tuple[str, int]]] = []
+    path = RtpPath("c", remote, signalling, {}, direction)
+    path.socket = type("FakeSocket", (), {"send": lambda _s, data, addr: sent.append((data, addr))})()  # type: ignore[assignment]
+    return path, sent
+
+
+def test_rtp_trust_matches_ipv4_mapped_sources_of_a_dual_stack_socket() -> None:
+    got: list[bytes] = []
+    path, _sent = _path(signalling="::ffff:198.51.100.4")
+    path.receiver = got.append
+    packet = RtpPacket(0, 1, 160, 7, bytes(160)).to_bytes()
+    path.on_datagram(packet, ("::ffff:192.0.2.10", 4000))  # bound to ::, the SDP host a.b.c.d arrives mapped
+    path.on_datagram(packet, ("198.51.100.4", 4002))  # the signalling host, seen unmapped
+    path.on_datagram(packet, ("::ffff:203.0.113.66", 4000))
+    assert len(got) == 2 and path.stats["rtp_untrusted"] == 1
+
+
+def test_rfc2543_hold_and_an_initial_hold_stop_our_rtp() -> None:
+    path, sent = _path()
+    path.retarget(("0.0.0.0", 4000), "sendrecv")  # c=0.0.0.0 holds whatever the direction says
+    path.send(b"x")
+    assert not path.sending and sent == [] and path.remote == ("192.0.2.10", 4000)
+    path.retarget(("192.0.2.10", 4000), "sendrecv")
+    path.send(b"y")
+    assert sent == [(b"y", ("192.0.2.10", 4000))]
+    held, _ = _path(direction="recvonly")
+    assert not held.sending
 
 
 class _RoutedSocket:

@@ -17,6 +17,7 @@ TICK_S = 0.02
 #: inbound items held for an agent that does not read (20 s of frames): past it new ones are dropped
 #: and counted, so a flood of RTP cannot grow memory without bound
 MAX_PENDING = 1000
+CONTROL_EVENTS = (Dtmf, MarkPlayed, Hangup)
 
 
 class CallControl(Protocol):
@@ -77,17 +78,19 @@ class SipCallTransport:
             self._queue([Dtmf(digit)])
 
     def _queue(self, events: list[InboundEvent]) -> None:
-        if not events:
-            return
-        room = MAX_PENDING - len(self._pending)
-        if room < len(events):
-            if self.codec.stats["events_dropped"] == 0:
-                log.warning("sip call %s: the agent is %d items behind; dropping new ones", self.call_id,
-                            len(self._pending))
-            self.codec.stats["events_dropped"] += len(events) - max(0, room)
-            events = events[:max(0, room)]
-        self._pending.extend(events)
-        self._wake.set()
+        """Queue for the agent; past MAX_PENDING items audio (and notices) are dropped, not digits or marks."""
+        for event in events:
+            # control events get headroom above the cap, still bounded against a caller flooding digits
+            cap = 2 * MAX_PENDING if isinstance(event, CONTROL_EVENTS) else MAX_PENDING
+            if len(self._pending) >= cap:
+                if self.codec.stats["events_dropped"] == 0:
+                    log.warning("sip call %s: the agent is %d items behind; dropping new items", self.call_id,
+                                len(self._pending))
+                self.codec.stats["events_dropped"] += 1
+                continue
+            self._pending.append(event)
+        if events:
+            self._wake.set()
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from spotfunnel.transports.sip.message import SipMessage, header_param, name_addr_uri, uri_host_port, uri_user
-from spotfunnel.transports.sip.sdp import AgreedMedia
+from spotfunnel.transports.sip.sdp import AgreedMedia, negotiate_body
 
 if TYPE_CHECKING:
     from spotfunnel.transports.sip.call import SipCallTransport
     from spotfunnel.transports.sip.rtp_path import RtpPath
 
-__all__ = ["SipDialog", "call_params", "new_branch", "new_tag"]
+__all__ = ["SipDialog", "apply_ack_answer", "call_params", "new_branch", "new_tag"]
 
 Address = tuple[str, int]
 CUSTOM_PREFIX = "x-spotfunnel-"
@@ -58,6 +58,7 @@ class SipDialog:
     answered: bool = False
     cancelled: bool = False
     ended: bool = False
+    offered: bool = False  # our last 200 OK carried an offer (offerless re-INVITE): the ACK brings the answer
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     local_cseq: int = field(default_factory=lambda: 1 + int(uuid.uuid4().int % 10_000))
     sdp_session: int = field(default_factory=lambda: 1 + int(uuid.uuid4().int % 2**31))  # o= sess-id
@@ -128,3 +129,19 @@ class SipDialog:
         host, port = uri_host_port(name_addr_uri(self.invite.get("From") or ""))
         host_part = f"{host}:{port}" if port != 5060 else host
         return f"sip:{number}@{host_part}"
+
+
+def apply_ack_answer(dialog: SipDialog, ack: SipMessage) -> None:
+    """The caller's answer in the ACK to the sendrecv offer of our 200 OK: its address and direction apply.
+
+    An ACK without SDP (a protocol error of the caller) still ends our side of a hold: we offered sendrecv.
+    """
+    if dialog.rtp is None or dialog.agreed is None:
+        return
+    answer, _problem = negotiate_body(ack.get("Content-Type"), ack.body, (dialog.agreed.codec,))
+    if answer is None:
+        dialog.rtp.retarget(dialog.rtp.remote, "sendrecv")
+        return
+    dialog.agreed = replace(dialog.agreed, remote_host=answer.remote_host, remote_port=answer.remote_port,
+                            direction=answer.direction)
+    dialog.rtp.retarget((answer.remote_host, answer.remote_port), answer.direction)

@@ -1,6 +1,7 @@
 """One call's RTP socket and where its audio goes: the SDP address, symmetric latching, trusted hosts only."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Callable
 
@@ -11,6 +12,23 @@ __all__ = ["RtpPath"]
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
+UNSPECIFIED_HOSTS = ("0.0.0.0", "::")
+
+
+def host_key(host: str) -> str:
+    """One spelling per host: a socket bound to `::` sees an IPv4 peer as ::ffff:a.b.c.d, its SDP says a.b.c.d."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host.lower()  # a name in the SDP: compared as written
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _may_send(remote: Address, our_direction: str) -> bool:
+    """Our SDP lets us send, and the caller's names an address (c=0.0.0.0 is RFC 2543 hold, whatever a= says)."""
+    return our_direction in ("sendrecv", "sendonly") and remote[0] not in UNSPECIFIED_HOSTS
 
 
 class RtpPath:
@@ -23,11 +41,12 @@ class RtpPath:
     Nothing is delivered until `receiver` is set (the call is answered).
     """
 
-    def __init__(self, call_id: str, remote: Address, signalling_host: str, stats: dict[str, int]) -> None:
+    def __init__(self, call_id: str, remote: Address, signalling_host: str, stats: dict[str, int],
+                 our_direction: str = "sendrecv") -> None:
         self.call_id = call_id
         self.remote = remote
-        self.trusted = {remote[0], signalling_host}
-        self.sending = True  # False while our side of the SDP says recvonly/inactive (the caller holds)
+        self.trusted = {host_key(remote[0]), host_key(signalling_host)}
+        self.sending = _may_send(remote, our_direction)  # False while the caller holds (recvonly/inactive, c=0.0.0.0)
         self.socket: UdpSocket | None = None
         self.receiver: Callable[[bytes], None] | None = None
         self.stats = stats
@@ -37,7 +56,7 @@ class RtpPath:
         return self.socket.address[1] if self.socket is not None else 0
 
     def on_datagram(self, data: bytes, source: Address) -> None:
-        if source[0] not in self.trusted:
+        if host_key(source[0]) not in self.trusted:
             self.stats["rtp_untrusted"] = self.stats.get("rtp_untrusted", 0) + 1
             if self.stats["rtp_untrusted"] % 100 == 1:  # the first of a flood is enough for the log
                 log.info("SIP: call %s: RTP from untrusted %s:%d dropped", self.call_id, *source)
@@ -55,10 +74,10 @@ class RtpPath:
 
     def retarget(self, remote: Address, our_direction: str) -> None:
         """A new offer in the dialog (re-INVITE): its address is trusted and used; hold stops our sending."""
-        self.sending = our_direction in ("sendrecv", "sendonly")
-        if remote[0] in ("0.0.0.0", "::"):
+        self.sending = _may_send(remote, our_direction)
+        if remote[0] in UNSPECIFIED_HOSTS:
             return  # RFC 2543 hold: no address to send to; keep the old one for when the call resumes
-        self.trusted.add(remote[0])
+        self.trusted.add(host_key(remote[0]))
         if remote != self.remote:
             log.info("SIP: call %s: re-INVITE moves RTP to %s:%d", self.call_id, *remote)
             self.remote = remote

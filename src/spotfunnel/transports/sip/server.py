@@ -4,13 +4,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 from spotfunnel.transports.base import CallStarted
+from spotfunnel.transports.sip.admission import Admission, IncomingCall, Refusal, negotiate_request
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.client import DialogControl, DialogRequests
-from spotfunnel.transports.sip.dialog import SipDialog, call_params, new_tag
+from spotfunnel.transports.sip.dialog import SipDialog, apply_ack_answer, call_params, new_tag
 from spotfunnel.transports.sip.dtmf import info_digits
 from spotfunnel.transports.sip.media import SipMediaCodec
 from spotfunnel.transports.sip.message import (
@@ -20,7 +21,7 @@ from spotfunnel.transports.sip.responses import ResponseCache
 from spotfunnel.transports.sip.retransmit import TIMER_B, retransmit
 from spotfunnel.transports.sip.rtp_path import RtpPath
 from spotfunnel.transports.sip.salvage import salvage_request
-from spotfunnel.transports.sip.sdp import AgreedMedia, build_answer, negotiate_body
+from spotfunnel.transports.sip.sdp import AgreedMedia, build_answer
 from spotfunnel.transports.sip.udp import WILDCARD_HOSTS, UdpSocket, open_udp, outbound_host
 
 __all__ = ["IncomingCall", "SipServer"]
@@ -28,7 +29,6 @@ __all__ = ["IncomingCall", "SipServer"]
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-Refusal = tuple[int, str, list[tuple[str, str]]]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
 
 
@@ -36,18 +36,6 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass(frozen=True)
-class IncomingCall:
-    """What admission sees of a new INVITE."""
-
-    call_id: str
-    caller: str
-    called: str
-    params: dict[str, str]
-    source: Address
-
-
-Admission = Callable[[IncomingCall], "tuple[int, str] | None"]
 OnCall = Callable[[SipCallTransport], Awaitable[Any]]
 
 
@@ -208,25 +196,17 @@ class SipServer:
     def _refusal(self, dialog: SipDialog) -> Refusal | None:
         msg, addr = dialog.invite, dialog.source
         params = call_params(msg)
+        if self.admit is not None:  # first: a source the ACL refuses learns nothing of our load
+            refused = self.admit(IncomingCall(msg.call_id, params["caller"], params["called"], params, addr))
+            if refused is not None:
+                log.info("SIP: INVITE %s refused %d %s", msg.call_id, *refused)
+                return refused[0], refused[1], []
         if self.draining or (self.max_calls is not None and self.active_calls >= self.max_calls):
             self.stats["busy"] += 1
             why = "draining" if self.draining else f"at capacity ({self.active_calls}/{self.max_calls} calls)"
             log.info("SIP: INVITE %s refused 486: server %s", msg.call_id, why)
             return 486, "Busy Here", [("Warning", f'399 spotfunnel "server {why}"')]
-        if self.admit is not None:
-            refused = self.admit(IncomingCall(msg.call_id, params["caller"], params["called"], params, addr))
-            if refused is not None:
-                log.info("SIP: INVITE %s refused %d %s", msg.call_id, *refused)
-                return refused[0], refused[1], []
         return None
-
-    def _negotiate(self, msg: SipMessage, codecs: tuple[str, ...]) -> tuple[AgreedMedia | None, Refusal | None]:
-        agreed, problem = negotiate_body(msg.get("Content-Type"), msg.body, codecs)
-        if agreed is not None:
-            return agreed, None
-        log.info("SIP: INVITE %s refused 488: %s", msg.call_id, problem)
-        text = (problem or "").replace('"', "'")[:160]
-        return None, (488, "Not Acceptable Here", [("Warning", f'305 spotfunnel "{text}"')])
 
     async def _answer(self, dialog: SipDialog) -> None:
         """Admit, ring and answer a new INVITE; whatever fails, the caller gets a final response."""
@@ -244,7 +224,7 @@ class SipServer:
             return  # cancelled before admission ran
         agreed, refusal = None, self._refusal(dialog)
         if refusal is None:
-            agreed, refusal = self._negotiate(dialog.invite, self.codecs)
+            agreed, refusal = negotiate_request(dialog.invite, self.codecs)
         if refusal is not None or agreed is None:
             status, reason, headers = refusal or (500, "Server Internal Error", [])
             self._respond_invite(dialog, status, reason, to_tag=dialog.local_tag, headers=headers)
@@ -272,7 +252,8 @@ class SipServer:
         codec = SipMediaCodec(agreed, realtime=not lockstep, label=msg.call_id)
         started = CallStarted(call_id=msg.call_id, caller_id=params["caller"], called=params["called"],
                               tenant_id=params.get("tenant") or None, params=params)
-        rtp = dialog.rtp = RtpPath(msg.call_id, (agreed.remote_host, agreed.remote_port), addr[0], self.stats)
+        rtp = dialog.rtp = RtpPath(msg.call_id, (agreed.remote_host, agreed.remote_port), addr[0], self.stats,
+                                   agreed.direction)
         rtp.socket = await open_udp(self.host, 0, rtp.on_datagram, f"rtp {msg.call_id}")
         if dialog.ended:
             return  # cancelled (or the server stopped) while the port opened; `_answer` closes it
@@ -327,8 +308,11 @@ class SipServer:
             return
         self._respond(msg, addr, 100, "Trying")
         agreed = dialog.agreed
-        if msg.body:  # without an offer our 200 OK is one and the ACK answers it: the media stays
-            offer, refusal = self._negotiate(msg, (agreed.codec,))
+        if not msg.body:  # our 200 OK is the offer, the ACK answers it (RFC 3264 5): offer both ways so a hold ends
+            agreed = dialog.agreed = replace(agreed, direction="sendrecv")
+            dialog.offered = True
+        else:
+            offer, refusal = negotiate_request(msg, (agreed.codec,))
             if offer is None:
                 status, reason, headers = refusal or (500, "Server Internal Error", [])
                 self._respond(msg, addr, status, reason, to_tag=dialog.local_tag, headers=headers)
@@ -343,13 +327,24 @@ class SipServer:
 
     # ---- other requests --------------------------------------------------------------------
 
-    def _on_ack(self, msg: SipMessage, addr: Address) -> None:
+    def _in_dialog(self, msg: SipMessage) -> SipDialog | None:
+        """The dialog of an in-dialog request: its Call-ID and our To-tag (RFC 3261 12.2.2), not the Call-ID alone."""
         dialog = self._dialogs.get(msg.call_id)
-        if dialog is not None:
-            dialog.acked.set()
+        if dialog is None or header_param(msg.get("To") or "", "tag") != dialog.local_tag:
+            return None
+        return dialog
+
+    def _on_ack(self, msg: SipMessage, addr: Address) -> None:
+        dialog = self._in_dialog(msg)
+        if dialog is None:
+            return  # an ACK is never answered: one for another dialog (or a forged one) is ignored
+        dialog.acked.set()
+        if dialog.offered:
+            dialog.offered = False
+            apply_ack_answer(dialog, msg)
 
     def _on_bye(self, msg: SipMessage, addr: Address) -> None:
-        dialog = self._dialogs.get(msg.call_id)
+        dialog = self._in_dialog(msg)
         if dialog is None:
             self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")
             return
@@ -378,7 +373,7 @@ class SipServer:
 
     def _on_info(self, msg: SipMessage, addr: Address) -> None:
         """SIP INFO DTMF (application/dtmf-relay 'Signal=5'), which some phones send instead of RFC 4733."""
-        dialog = self._dialogs.get(msg.call_id)
+        dialog = self._in_dialog(msg)
         if dialog is None or dialog.ended:
             self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")
             return
@@ -389,7 +384,10 @@ class SipServer:
 
     def _on_notify(self, msg: SipMessage, addr: Address) -> None:
         """Progress of a transfer we asked for (a sipfrag like 'SIP/2.0 200 OK'); logged."""
-        self._respond(msg, addr, 200, "OK")
+        if msg.call_id in self._dialogs and self._in_dialog(msg) is None:
+            self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")  # our call, another dialog's tag
+            return
+        self._respond(msg, addr, 200, "OK")  # also after our BYE: the transfer's outcome may come late
         log.info("SIP: transfer progress on %s: %s", msg.call_id, msg.body.decode("utf-8", "replace").strip()[:60])
 
     def _finish(self, dialog: SipDialog) -> None:
