@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 from datetime import timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from spotfunnel.api.security import is_loopback_host
 from spotfunnel.calls.call import CallRecord, CallSetupError, run_call
 from spotfunnel.conversation.agent import list_tenants
 from spotfunnel.store.queries import BookingView, bookings_made_by_call
@@ -195,13 +195,6 @@ async def run_browser_call(transport: BrowserTransport, state: ServerState) -> C
     return record
 
 
-def _is_loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None) -> None:
     """Add the talk page (`/talk`), `POST /webrtc/offer` and `WS /browser/ws` to the server app.
 
@@ -240,7 +233,7 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
     async def _answered(offer: WebRtcOffer, tenant: str,
                         request: Request) -> tuple[WebRtcTransport, RTCSessionDescription]:
         transport = WebRtcTransport(tenant=tenant, caller=offer.caller)
-        same_machine = _is_loopback(request.client.host if request.client else None)
+        same_machine = is_loopback_host(request.client.host if request.client else None)
         try:
             answer = await transport.answer(RTCSessionDescription(sdp=offer.sdp, type=offer.type), allow_loopback=same_machine)
         except ValueError as exc:

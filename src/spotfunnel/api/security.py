@@ -1,6 +1,7 @@
 """Twilio webhook signatures (X-Twilio-Signature) on the voice webhook and the Media Streams upgrade."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Mapping
 
@@ -9,7 +10,7 @@ from fastapi import HTTPException, Request, WebSocket, WebSocketException, statu
 from starlette.datastructures import URL, Headers
 from twilio.request_validator import RequestValidator
 
-__all__ = ["SIGNATURE_HEADER", "UNVERIFIED_WARNING", "TwilioSignatureVerifier", "public_url"]
+__all__ = ["SIGNATURE_HEADER", "UNVERIFIED_WARNING", "TwilioSignatureVerifier", "is_loopback_host", "public_url"]
 
 log = structlog.get_logger(__name__)
 
@@ -94,3 +95,11 @@ class TwilioSignatureVerifier:
         remote = f"{client[0]}:{client[1]}" if isinstance(client, tuple) else "unknown"
         reason = "invalid signature" if headers.get(SIGNATURE_HEADER) else "missing signature"
         log.warning("twilio.signature.rejected", path=path, remote=remote, reason=reason, signed_url=url)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether `host` (an address, or "localhost") is this machine's loopback."""
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

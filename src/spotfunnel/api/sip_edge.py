@@ -7,6 +7,7 @@ from typing import Any, AsyncIterator, Sequence
 
 import structlog
 
+from spotfunnel.api.security import is_loopback_host
 from spotfunnel.calls.call import CallSetup, CallSetupError, run_call
 from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.calls.services import CallServices
@@ -55,7 +56,7 @@ class SipEdge:
         await self.server.start()
         log.info("sip.listening", host=self.server.host, port=self.server.port, max_calls=self.server.max_calls,
                  advertised=self.server.advertise_host, allow=[str(n) for n in self.allow or []] or "any")
-        if self.allow is None and not _loopback(self.server.host):
+        if self.allow is None and not is_loopback_host(self.server.host):
             log.warning("sip.open_to_any_host", detail="any host that reaches this port can place calls; "
                         "set --sip-allow to your SIP trunk's addresses")
 
@@ -99,13 +100,6 @@ class SipEdge:
         finally:
             if self.state is not None:
                 self.state.active_calls -= 1
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 @contextlib.asynccontextmanager
