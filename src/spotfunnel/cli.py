@@ -35,6 +35,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
     import uvicorn
 
     from spotfunnel.api.app import create_app
+    from spotfunnel.api.limits import server_limits
     from spotfunnel.store.db import Database
 
     configure_logging(log_level)
@@ -49,7 +50,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
 
     web = announce_when_ready(create_app(Database(db)), console.print, host, port)  # the talk page URL, once up
     if sip_port is None:
-        uvicorn.run(web, host=host, port=port, log_level=log_level)
+        uvicorn.run(web, host=host, port=port, log_level=log_level, **server_limits())
         return
     from spotfunnel.api.sip_edge import parse_networks, serve_with_sip
     from spotfunnel.transports.sip.udp import WILDCARD_HOSTS, outbound_host

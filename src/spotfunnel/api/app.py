@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from spotfunnel.api.browser import mount_browser
+from spotfunnel.api.limits import BodyLimit
 from spotfunnel.api.live_calls import LiveCalls
 from spotfunnel.api.security import TwilioSignatureVerifier
 from spotfunnel.api.twilio_routes import twilio_router
@@ -74,6 +75,7 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
 
     app = FastAPI(title="SpotFunnel", lifespan=lifespan)
     app.state.spotfunnel = state
+    app.add_middleware(BodyLimit)  # every request body is capped per route (api/limits.py): 413 before reading more
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:

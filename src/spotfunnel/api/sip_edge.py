@@ -130,8 +130,11 @@ async def serve_with_sip(app: Any, *, host: str, port: int, log_level: str, sip_
 
     import uvicorn
 
+    from spotfunnel.api.limits import server_limits
+
     state = app.state.spotfunnel
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                           **server_limits()))
     edge = SipEdge(state.services, state.directory, host=host, port=sip_port, advertise_host=sip_advertise_host,
                    max_calls=sip_max_calls, allow=sip_allow, state=state)
     task = asyncio.create_task(server.serve())

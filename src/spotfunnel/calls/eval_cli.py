@@ -1,7 +1,6 @@
 """The eval command's driver: loads scenarios, starts what the transport needs, prints the report."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from pathlib import Path
@@ -45,26 +44,15 @@ async def loopback_server(services: CallServices,
 
     Call control goes to `twilio_control` only: simulated CallSids must never reach a real Twilio account.
     """
-    import uvicorn
-
     from spotfunnel.api.app import create_app
+    from spotfunnel.api.loopback import serve_on_loopback
     from spotfunnel.store.db import Database
 
     # loopback only: the simulated Twilio peer does not sign its requests
     app = create_app(Database("sqlite://"), services=services, run_worker=False, twilio_auth_token="",
                      twilio_control=twilio_control)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
+    async with serve_on_loopback(app) as port:
         yield f"ws://127.0.0.1:{port}", app.state.spotfunnel.directory
-    finally:
-        server.should_exit = True
-        await task
 
 
 def loopback_for(transport: str, services: CallServices) -> contextlib.AbstractAsyncContextManager[tuple[str, Any]]:
