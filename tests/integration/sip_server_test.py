@@ -12,7 +12,7 @@ from spotfunnel.transports.sip.peer import SipCallFailed, SipPeer
 from spotfunnel.transports.sip.rtp import RtpPacket
 from spotfunnel.transports.sip.server import SipServer
 
-from sip_support import EchoHandler, RawSip, request, sdp_offer, tone16k, wait_until
+from sip_support import EchoHandler, RawSip, lockstep_peer, request, sdp_offer, tone16k, wait_until
 
 
 @pytest.fixture
@@ -43,27 +43,30 @@ async def talk(peer: SipPeer, frames: int) -> int:
 
 
 async def test_lockstep_call_echoes_audio_and_dtmf_and_ends_with_bye(server: SipServer, echo: EchoHandler) -> None:
-    peer = SipPeer(server.address, called="+14155550100", lockstep=True, headers={"X-SpotFunnel-Tenant": "t1"})
+    # neither header does anything from an untrusted source: lockstep and the tenant are set in process only
+    peer = lockstep_peer(server, called="+14155550100",
+                         headers={"X-SpotFunnel-Tenant": "t1", "X-SpotFunnel-Lockstep": "0", "X-SpotFunnel-Caller": "x"})
     await peer.connect()
     assert await talk(peer, 30) == 30
     await peer.send_dtmf("4")
     await peer.hangup()
     await asyncio.wait_for(echo.release.wait(), 5)
     started = echo.events[0]
-    assert started.tenant_id == "t1" and started.params["lockstep"] == "1"  # type: ignore[union-attr]
+    assert started.tenant_id is None and "lockstep" not in started.params  # type: ignore[union-attr]
+    assert started.caller_id == "+15550100001" and echo.calls[0].lockstep  # type: ignore[union-attr]
     assert len(echo.of(AudioIn)) == 30 and [d.digit for d in echo.of(Dtmf)] == ["4"]
     assert echo.of(Hangup)[0].reason == "caller hung up"
     assert len(peer.received) == 30 and server.active_calls == 0
 
 
 async def test_agent_hangup_sends_bye_and_transfer_sends_refer(server: SipServer, echo: EchoHandler) -> None:
-    peer = SipPeer(server.address, called="+14155550100", lockstep=True)
+    peer = lockstep_peer(server, called="+14155550100")
     await peer.connect()
     await talk(peer, 3)
     await peer.send_dtmf("9")
     assert await peer.wait_closed(5) and peer.ended_reason == "agent hung up"
 
-    second = SipPeer(server.address, called="+14155550100", lockstep=True)
+    second = lockstep_peer(server, called="+14155550100")
     await second.connect()
     await talk(second, 3)
     await second.send_dtmf("0")
@@ -173,14 +176,14 @@ async def test_bad_rtp_reordered_duplicated_and_wrong_types_are_handled(server: 
     assert "payload type 8" in issues and "payload type 96" in issues and "malformed RTP" in issues
     assert transport.stats["packets_duplicate"] == 1 and transport.codec.jitter.stats["lost"] == 0
     assert transport.stats["loud_frames_in"] >= 9  # every tone packet was played, in order
-    again = SipPeer(server.address, called="+14155550100", lockstep=True)
+    again = lockstep_peer(server, called="+14155550100")
     await again.connect()  # the server is still answering
     await again.hangup()
 
 
 async def test_reinvite_keeps_the_call_and_info_dtmf_is_a_digit(server: SipServer, echo: EchoHandler,
                                                                  raw: RawSip) -> None:
-    peer = SipPeer(server.address, called="+14155550100", lockstep=True)
+    peer = lockstep_peer(server, called="+14155550100")
     await peer.connect()
     await talk(peer, 2)
     in_dialog = dict(call_id=peer.call_id, to_tag=peer.remote_tag, cseq=5)
@@ -267,7 +270,7 @@ async def test_caller_behind_nat_gets_rtp_where_its_rtp_comes_from(server: SipSe
 
     real_offer = peer_module.build_offer
     monkeypatch.setattr(peer_module, "build_offer", lambda host, port, *a, **kw: real_offer(host, port + 7, *a, **kw))
-    peer = SipPeer(server.address, called="+14155550100", lockstep=True, lockstep_timeout_s=3.0)
+    peer = lockstep_peer(server, called="+14155550100", lockstep_timeout_s=3.0)
     await peer.connect()
     assert await talk(peer, 20) >= 19  # every agent packet came back to the real socket
     await peer.hangup()

@@ -6,13 +6,15 @@ import struct
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from spotfunnel.transports.base import AudioIn, Dtmf, Hangup, InboundEvent
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.message import SipMessage, parse_message
+from spotfunnel.transports.sip.peer import SipPeer
+from spotfunnel.transports.sip.server import SipServer
 from spotfunnel.transports.sip.udp import UdpSocket, open_udp
 
 
@@ -136,3 +138,10 @@ def _checksum(header: bytes) -> int:
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def lockstep_peer(server: SipServer, **kwargs: Any) -> SipPeer:
+    """A SipPeer in lockstep, announced to the server in process (nothing in its INVITE asks for it)."""
+    peer = SipPeer(server.address, lockstep=True, **kwargs)
+    server.expect_call(peer.call_id, lockstep=True)
+    return peer

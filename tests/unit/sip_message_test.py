@@ -41,10 +41,12 @@ def test_parses_a_request_with_compact_headers_folding_and_body() -> None:
     check_request(msg)
 
 
-def test_custom_headers_become_call_parameters() -> None:
-    params = call_params(parse_message(INVITE))
-    assert params["setup"] == "key123" and params["lockstep"] == "1"
-    assert params["caller"] == "+14155550111" and params["called"] == "+14155550100"
+def test_custom_headers_never_become_call_parameters() -> None:
+    """A remote party cannot pick a prepared setup or switch lockstep on; only a trusted source names a tenant."""
+    invite = parse_message(INVITE.replace(b"i: call-1", b"X-SpotFunnel-Tenant: salon\r\ni: call-1"))
+    assert call_params(invite) == {"caller": "+14155550111", "called": "+14155550100"}
+    assert call_params(invite, trusted=True) == {"caller": "+14155550111", "called": "+14155550100",
+                                                 "tenant": "salon"}
 
 
 def test_response_and_serialise_round_trip() -> None:

@@ -8,7 +8,7 @@ from typing import AsyncIterator, Literal
 
 import structlog
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from spotfunnel.api.browser import mount_browser
 from spotfunnel.api.limits import BodyLimit
@@ -78,8 +78,13 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
     app.add_middleware(BodyLimit)  # every request body is capped per route (api/limits.py): 413 before reading more
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, object]:
-        return {"status": "ok" if state.ready else "starting", "active_calls": state.active_calls}
+    async def healthz() -> JSONResponse:
+        """Each edge on its own: an enabled edge that is down makes the whole 'degraded' (503)."""
+        edges = await _edge_health(app, state)
+        down = [name for name, edge in edges.items() if edge["status"] not in ("ok", "disabled")]
+        overall = "starting" if not state.ready else ("degraded" if down else "ok")
+        return JSONResponse({"status": overall, "active_calls": state.active_calls, "edges": edges,
+                             **({"down": down} if down else {})}, status_code=503 if down else 200)
 
     app.include_router(twilio_router(state, verifier))
     mount_browser(app, state)  # the talk page, WebRTC offer/answer, WebSocket PCM (api/browser.py)
@@ -93,3 +98,15 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
                 "<code>spotfunnel serve --sip-port 5060</code>, or run <code>spotfunnel call --server URL</code>.</p>")
 
     return app
+
+
+async def _edge_health(app: FastAPI, state: ServerState) -> dict[str, dict[str, object]]:
+    """SIP (socket open and answering OPTIONS; `serve --sip-port` sets app.state.sip_edge), Twilio media, browser."""
+    sip = getattr(app.state, "sip_edge", None)
+    seats = getattr(app.state, "browser_seats", None)
+    browser: dict[str, object] = {"status": "ok"}
+    if seats is not None:
+        browser.update(active_calls=seats.taken, limit=seats.limit)
+    return {"sip": await sip.health() if sip is not None else {"status": "disabled"},
+            "twilio_media": {"status": "ok", "active_streams": len(state.twilio_calls)},
+            "browser": browser}

@@ -202,6 +202,7 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
     """
     calls: set[asyncio.Task[CallRecord]] = set()
     seats = BrowserSeats(max_calls or int(os.environ.get(MAX_CALLS_ENV, "") or DEFAULT_MAX_CALLS))
+    app.state.browser_seats = seats  # /healthz reports the seats taken
     app.mount(f"{TALK_PATH}/static", StaticFiles(directory=WEB_DIR), name="talk_static")
 
     @app.get(TALK_PATH, response_class=HTMLResponse)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 from typing import Any, AsyncIterator, Sequence
 
 import structlog
 
 from spotfunnel.api.security import is_loopback_host
-from spotfunnel.calls.call import CallSetup, CallSetupError, run_call
+from spotfunnel.calls.call import CallRecord, CallSetup, CallSetupError, run_call
 from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.calls.services import CallServices
 from spotfunnel.clock import SystemClock
@@ -16,11 +17,19 @@ from spotfunnel.transports.base import CallStarted
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.server import IncomingCall, SipServer
 
-__all__ = ["SipEdge", "loopback_sip", "parse_networks", "serve_with_sip"]
+__all__ = ["SipEdge", "SipHarness", "e164", "loopback_sip", "parse_networks", "serve_with_sip"]
 
 log = structlog.get_logger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")  # RFC 3966 visual separators
+
+
+def e164(number: str) -> str | None:
+    """The number as E.164 ('+14155550100'), visual separators dropped; None when it is not one."""
+    candidate = number.strip().translate(_VISUAL_SEPARATORS)
+    return candidate if _E164.match(candidate) else None
 
 
 def parse_networks(specs: Sequence[str]) -> list[Network]:
@@ -39,9 +48,11 @@ class SipEdge:
     """Owns the SIP server for `spotfunnel serve` (and the loopback one of `eval --transport sip`).
 
     A call is admitted when it comes from an allowed network (`allow`, 403 otherwise; None: any),
-    the server has room (`max_calls`, 486 otherwise) and a tenant answers the number dialled, or
-    the INVITE names a prepared setup or a tenant (404 otherwise). `state` (the app's ServerState)
-    counts SIP calls in /healthz's active_calls.
+    the server has room (`max_calls`, 486 otherwise) and a tenant's number is exactly the E.164
+    number dialled (404 otherwise). Only a source inside an explicit `allow` list may instead name the
+    tenant with X-SpotFunnel-Tenant (a PBX sharing one trunk); nothing else in an INVITE selects a
+    setup or test behaviour: eval's harness announces its own calls in process (`expect`). `state`
+    (the app's ServerState) counts SIP calls in /healthz's active_calls.
     """
 
     def __init__(self, services: CallServices, directory: CallDirectory, *, host: str = "127.0.0.1",
@@ -50,7 +61,7 @@ class SipEdge:
         self.services, self.directory, self.state = services, directory, state
         self.allow = parse_networks(allow) if allow else None
         self.server = SipServer(self._on_call, host=host, port=port, advertise_host=advertise_host,
-                                max_calls=max_calls, admit=self._admit)
+                                max_calls=max_calls, admit=self._admit, trusts=self._trusted)
 
     async def start(self) -> None:
         await self.server.start()
@@ -71,6 +82,18 @@ class SipEdge:
             address = address.ipv4_mapped
         return any(address in network for network in self.allow)
 
+    def _trusted(self, source: str) -> bool:
+        """A source may name the tenant only when an allow list exists and holds it (an open port trusts no one)."""
+        return self.allow is not None and self._allowed(source)
+
+    def expect(self, call_id: str, *, setup_key: str, lockstep: bool) -> None:
+        """In process only: the harness's own call with this Call-ID gets that prepared setup (and lockstep)."""
+        self.server.expect_call(call_id, lockstep=lockstep, params={"setup": setup_key})
+
+    async def health(self) -> dict[str, Any]:
+        """The SIP socket open and answering OPTIONS, and its calls (for /healthz)."""
+        return await self.server.health()
+
     async def stop(self) -> None:
         await self.server.stop()
 
@@ -83,13 +106,32 @@ class SipEdge:
         if not self._allowed(call.source[0]):
             log.warning("sip.refused_source", source=call.source[0], called=call.called, call_id=call.call_id)
             return 403, "Forbidden"
-        if call.params.get("setup") or call.params.get("tenant"):
-            return None  # resolved (or refused with a clear reason) by the directory once the call starts
-        try:
-            self.directory.agent_for(CallStarted(call_id=call.call_id, caller_id=call.caller, called=call.called))
-        except CallSetupError as exc:
-            log.warning("sip.unknown_number", called=call.called, reason=str(exc))
+        if call.params.get("setup"):
+            return None  # announced in process by the harness (expect): never from the network
+        tenant = call.params.get("tenant")  # only present when the source is trusted (call_params)
+        if tenant:
+            if self.directory.knows(tenant):
+                return None
+            log.warning("sip.unknown_tenant", tenant=tenant, call_id=call.call_id)
             return 404, "Not Found"
+        return self._route_by_number(call)
+
+    def _route_by_number(self, call: IncomingCall) -> tuple[int, str] | None:
+        """The tenant whose number is exactly the E.164 number dialled; it is pinned for the call's setup."""
+        called = e164(call.called)
+        if called is None:
+            log.warning("sip.not_e164", called=call.called, call_id=call.call_id,
+                        detail="the Request-URI's user part must be an E.164 number like +14155550100")
+            return 404, "Not Found"
+        try:
+            agent = self.directory.agent_for(CallStarted(call_id=call.call_id, caller_id=call.caller, called=called))
+        except CallSetupError as exc:
+            log.warning("sip.unknown_number", called=called, reason=str(exc))
+            return 404, "Not Found"
+        if e164(agent.profile.phone) != called:  # the directory matched loosely (a suffix): not this number
+            log.warning("sip.unknown_number", called=called, nearest=agent.profile.id)
+            return 404, "Not Found"
+        call.params["tenant"] = agent.profile.id  # the call's setup uses exactly the tenant admitted here
         return None
 
     async def _on_call(self, transport: SipCallTransport) -> None:
@@ -102,9 +144,22 @@ class SipEdge:
                 self.state.active_calls -= 1
 
 
+class SipHarness:
+    """What eval's harness holds of its in-process SIP edge: prepare a setup, then announce the Call-ID that dials it."""
+
+    def __init__(self, directory: CallDirectory, edge: SipEdge) -> None:
+        self.directory, self.edge = directory, edge
+
+    def prepare(self, key: str, setup: CallSetup, record: CallRecord) -> None:
+        self.directory.prepare(key, setup, record)
+
+    def expect(self, call_id: str, *, setup_key: str, lockstep: bool) -> None:
+        self.edge.expect(call_id, setup_key=setup_key, lockstep=lockstep)
+
+
 @contextlib.asynccontextmanager
-async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, CallDirectory]]:
-    """A SIP edge on 127.0.0.1 (random port) in this process: its URL and call directory (eval, tests)."""
+async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, SipHarness]]:
+    """A SIP edge on 127.0.0.1 (random port) in this process: its URL and the harness's handle (eval, tests)."""
     from spotfunnel.store.db import Database
 
     db = Database("sqlite://")
@@ -112,7 +167,7 @@ async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, CallD
     edge = SipEdge(services, directory, host="127.0.0.1", port=0)
     await edge.start()
     try:
-        yield edge.url, directory
+        yield edge.url, SipHarness(directory, edge)
     finally:
         await edge.stop()
 
@@ -144,6 +199,7 @@ async def serve_with_sip(app: Any, *, host: str, port: int, log_level: str, sip_
             return
         await asyncio.sleep(0.05)
     await edge.start()
+    app.state.sip_edge = edge  # /healthz reports it
     try:
         await task
     finally:

@@ -32,11 +32,12 @@ async def open_line(kind: str, services: CallServices, setup: CallSetup, record:
 
         if server_url is None or directory is None:
             raise ValueError("the twilio transport needs a running server and its call directory")
-        key = uuid.uuid4().hex
-        directory.prepare(key, setup, record)
-        peer = TwilioPeer(f"{server_url.rstrip('/')}/twilio/media",
-                          {"setup": key, "tenant": setup.agent.profile.id, "caller": caller_id, "direction": direction},
-                          lockstep=lockstep, caller=caller_id, called=setup.agent.profile.phone)
+        # in process, as eval's harness: a ticket bound to the prepared setup (and lockstep), never a parameter
+        call_sid = "CA" + uuid.uuid4().hex
+        ticket = directory.prepare_stream(setup, record, call_sid=call_sid, caller=caller_id, direction=direction,
+                                          lockstep=lockstep)
+        peer = TwilioPeer(f"{server_url.rstrip('/')}/twilio/media/{ticket.token}", {"stream_token": ticket.token},
+                          lockstep=lockstep, caller=caller_id, called=setup.agent.profile.phone, call_sid=call_sid)
         await peer.connect()
         return peer, asyncio.ensure_future(record.finished.wait())
     if kind == "sip":
@@ -46,8 +47,8 @@ async def open_line(kind: str, services: CallServices, setup: CallSetup, record:
             raise ValueError("the sip transport needs a running SIP server and its call directory")
         key = uuid.uuid4().hex
         directory.prepare(key, setup, record)
-        sip = SipPeer(server_url, called=setup.agent.profile.phone, caller=caller_id, lockstep=lockstep,
-                      headers={"X-SpotFunnel-Setup": key, "X-SpotFunnel-Tenant": setup.agent.profile.id})
+        sip = SipPeer(server_url, called=setup.agent.profile.phone, caller=caller_id, lockstep=lockstep)
+        directory.expect(sip.call_id, setup_key=key, lockstep=lockstep)  # in process (api.sip_edge.SipHarness)
         await sip.connect()
         return sip, asyncio.ensure_future(record.finished.wait())
     raise ValueError(f"unknown transport {kind!r}; use one of {', '.join(TRANSPORTS)}")

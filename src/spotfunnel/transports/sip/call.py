@@ -17,6 +17,10 @@ TICK_S = 0.02
 #: inbound items held for an agent that does not read (20 s of frames): past it new ones are dropped
 #: and counted, so a flood of RTP cannot grow memory without bound
 MAX_PENDING = 1000
+#: caller audio held for pacing (500 ms): RTP that arrives faster than real time waits here and is
+#: released one 20 ms frame per tick; past it frames are dropped and counted (`frames_dropped_fast`),
+#: so a sender cannot run the call's audio clock at its own pace
+MAX_PACED = 25
 CONTROL_EVENTS = (Dtmf, MarkPlayed, Hangup)
 
 
@@ -35,7 +39,10 @@ class SipCallTransport:
     the caller sends nothing (hold, DTX, loss). Outbound frames become RTP at once, numbered on the
     call's 20 ms grid, so the far end hears them in step with the frames it sent. There is no
     playback report in RTP: a mark counts as played once the audio before it is on the wire.
-    `lockstep` (X-SpotFunnel-Lockstep: 1) means one RTP packet goes out per packet that came in.
+
+    In real time inbound audio is paced on the wall clock at the edge: each tick hands the agent one
+    20 ms frame, whatever the sender's pace. `lockstep` (set in process by a test harness, never by
+    anything the caller sends) means the caller's packets pace everything, one out per one in.
     """
 
     def __init__(self, started: CallStarted, codec: SipMediaCodec, send_rtp: Callable[[bytes], None],
@@ -46,6 +53,7 @@ class SipCallTransport:
         self._send_rtp = send_rtp
         self._control = control
         self._pending: deque[InboundEvent] = deque([started])
+        self._paced: deque[AudioIn] = deque()  # caller audio waiting for its tick (real time only)
         self._wake = asyncio.Event()
         self._ended: Hangup | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -70,7 +78,7 @@ class SipCallTransport:
     def on_rtp(self, data: bytes) -> None:
         """A datagram arrived on the call's media port."""
         if self._ended is None:
-            self._queue(self.codec.decode_packet(data, asyncio.get_running_loop().time()))
+            self._route(self.codec.decode_packet(data, asyncio.get_running_loop().time()))
 
     def on_dtmf(self, digit: str) -> None:
         """A digit signalled out of band (SIP INFO)."""
@@ -92,13 +100,31 @@ class SipCallTransport:
         if events:
             self._wake.set()
 
+    def _route(self, events: list[InboundEvent]) -> None:
+        """In real time audio waits for its tick (bounded); in lockstep, and other events always, go straight on."""
+        if self.lockstep:
+            self._queue(events)
+            return
+        for event in events:
+            if not isinstance(event, AudioIn):
+                self._queue([event])
+            elif len(self._paced) < MAX_PACED:
+                self._paced.append(event)
+            else:
+                if self.codec.stats["frames_dropped_fast"] == 0:
+                    log.warning("sip call %s: caller audio arrives faster than real time; dropping the excess",
+                                self.call_id)
+                self.codec.stats["frames_dropped_fast"] += 1
+
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time()
         while self._ended is None:
             deadline += TICK_S
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-            self._queue(self.codec.tick(loop.time()))
+            self._route(self.codec.tick(loop.time(), fill=not self._paced))
+            if self._paced:  # one frame of audio time per 20 ms of wall time
+                self._queue([self._paced.popleft()])
 
     async def receive(self) -> InboundEvent:
         """The next inbound item; Hangup once the call is over (and on every call after)."""
@@ -116,6 +142,8 @@ class SipCallTransport:
         """The call is over (BYE, CANCEL, agent hang-up, server stop): flush held audio, then Hangup."""
         if self._ended is not None:
             return
+        self._queue(list(self._paced))
+        self._paced.clear()
         self._queue(self.codec.finish())
         self._ended = Hangup(reason)
         self._pending.append(self._ended)

@@ -50,15 +50,17 @@ class DialogRequests:
         if dialog.ended:
             return
         dialog.ended = True
-        if not dialog.acked.is_set():
-            # RFC 3261 15: a UAS may not BYE before the ACK; wait a moment for it
-            try:
-                await asyncio.wait_for(dialog.acked.wait(), 2.0)
-            except asyncio.TimeoutError:
-                pass
-        response = await self.request(dialog, "BYE")
-        log.info("SIP: BYE for %s answered %s", dialog.call_id, response.status if response else "never")
-        self._finish(dialog)
+        try:
+            if not dialog.acked.is_set():
+                # RFC 3261 15: a UAS may not BYE before the ACK; wait a moment for it
+                try:
+                    await asyncio.wait_for(dialog.acked.wait(), 2.0)
+                except asyncio.TimeoutError:
+                    pass
+            response = await self.request(dialog, "BYE")
+            log.info("SIP: BYE for %s answered %s", dialog.call_id, response.status if response else "never")
+        finally:  # whatever the BYE met, the dialog is forgotten: no entry outlives its call
+            self._finish(dialog)
 
     async def refer(self, dialog: SipDialog, to: str) -> bool:
         """Blind transfer: REFER the caller to `to`; True when the caller's side accepted (2xx)."""

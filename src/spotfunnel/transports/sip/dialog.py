@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["SipDialog", "apply_ack_answer", "call_params", "new_branch", "new_tag"]
 
 Address = tuple[str, int]
-CUSTOM_PREFIX = "x-spotfunnel-"
+#: the one header a trusted network (--sip-allow) may send: a PBX naming the tenant of a shared trunk
+TENANT_HEADER = "X-SpotFunnel-Tenant"
 
 
 def new_branch() -> str:
@@ -27,17 +28,17 @@ def new_tag() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def call_params(invite: SipMessage) -> dict[str, str]:
-    """The call's parameters: every `X-SpotFunnel-Name` header as `name` (what Twilio's customParameters carry).
+def call_params(invite: SipMessage, *, trusted: bool = False) -> dict[str, str]:
+    """The call's parameters as the network gives them: `caller` (From), `called` (the Request-URI).
 
-    Also `caller` and `called` from From and the Request-URI, unless the headers set them.
+    Nothing else a remote party sends becomes a parameter (no test switch, no caller identity):
+    only a `trusted` source (inside --sip-allow) may name the tenant with X-SpotFunnel-Tenant.
     """
-    params: dict[str, str] = {}
-    for name, value in invite.headers:
-        if name.lower().startswith(CUSTOM_PREFIX) and len(name) > len(CUSTOM_PREFIX):
-            params[name[len(CUSTOM_PREFIX):].lower()] = value
-    params.setdefault("caller", uri_user(name_addr_uri(invite.get("From") or "")))
-    params.setdefault("called", uri_user(invite.uri or "") or uri_user(name_addr_uri(invite.get("To") or "")))
+    params = {"caller": uri_user(name_addr_uri(invite.get("From") or "")),
+              "called": uri_user(invite.uri or "") or uri_user(name_addr_uri(invite.get("To") or ""))}
+    tenant = invite.get(TENANT_HEADER)
+    if trusted and tenant:
+        params["tenant"] = tenant.strip()[:64]
     return params
 
 
@@ -50,6 +51,9 @@ class SipDialog:
     local_tag: str
     local_contact: str
     via_host: str
+    params: dict[str, str] = field(default_factory=dict)  # network parameters + what the harness set in process
+    lockstep: bool = False  # only ever set in process (SipServer.expect_call)
+    route: Address | None = None  # the first Record-Route hop, resolved to an address before the call is answered
     agreed: AgreedMedia | None = None
     rtp: RtpPath | None = None
     transport: SipCallTransport | None = None
@@ -93,10 +97,13 @@ class SipDialog:
         The INVITE's source is used instead of the Contact's host because a caller behind NAT
         advertises a private Contact it cannot be reached at; replies to the source reach it.
         """
+        return self.route or self.source
+
+    @property
+    def route_hop(self) -> Address | None:
+        """The first Record-Route hop as written (its host may be a name, resolved by the server)."""
         routes = self.invite.get_all("Record-Route")
-        if routes:
-            return uri_host_port(name_addr_uri(routes[0]))
-        return self.source
+        return uri_host_port(name_addr_uri(routes[0]), what="Record-Route") if routes else None
 
     def request(self, method: str, branch: str, headers: list[tuple[str, str]] | None = None,
                 body: bytes = b"", content_type: str | None = None) -> SipMessage:

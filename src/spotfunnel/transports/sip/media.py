@@ -110,11 +110,16 @@ class SipMediaCodec:
         self._push(packet, now)
         return out + self._play(self.jitter.pop_ready(now if self.realtime else None))
 
-    def tick(self, now: float) -> list[InboundEvent]:
-        """Real-time housekeeping every ~20 ms: release expired holes, play silence while none arrives."""
+    def tick(self, now: float, *, fill: bool = True) -> list[InboundEvent]:
+        """Real-time housekeeping every ~20 ms: release expired holes, play silence while none arrives.
+
+        `fill=False`: the caller's audio is still queued downstream, so no silence is made up (yet).
+        """
         out = self._play(self.jitter.pop_ready(now))
         quiet_since = self._last_audio_at
-        if len(self.jitter) == 0 and (quiet_since is None or now - quiet_since >= FILL_AFTER_S):
+        if not fill:
+            self._fill_anchor = None
+        elif len(self.jitter) == 0 and (quiet_since is None or now - quiet_since >= FILL_AFTER_S):
             if self._fill_anchor is None:
                 self._fill_anchor, self._filled = now, 0
             due = int((now - self._fill_anchor) / 0.02) - self._filled

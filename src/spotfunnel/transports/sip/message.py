@@ -4,8 +4,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from spotfunnel.transports.sip.netaddr import AddressError, parse_hostport
+
 __all__ = [
-    "SipMessage", "SipParseError", "canonical_name", "check_request", "header_param", "name_addr_uri", "parse_cseq", "parse_message",
+    "SipMessage", "SipParseError", "canonical_name", "check_addresses", "check_request", "header_param", "name_addr_uri", "parse_cseq", "parse_message",
     "response_to", "split_header_values", "uri_host_port", "uri_user",
 ]
 
@@ -21,6 +23,11 @@ _CANONICAL = {name.lower(): name for name in (
     "Record-Route", "Route", "Allow", "Supported", "Accept", "User-Agent", "Server", "Refer-To", "Referred-By",
     "Event", "Subscription-State", "Warning", "Reason", "Expires")}
 _METHOD = re.compile(r"^[A-Za-z][A-Za-z0-9.!%*_+`'~-]*$")
+#: ASCII digits of a bounded length: `str.isdigit` takes '²' (which int() refuses) and 10,000 digits
+_STATUS = re.compile(r"^[1-6][0-9]{2}$")
+_LENGTH = re.compile(r"^[0-9]{1,6}$")
+_CSEQ = re.compile(r"^[0-9]{1,10}$")
+MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5
 
 
 class SipParseError(ValueError):
@@ -144,7 +151,7 @@ def _unfold(lines: list[str]) -> list[str]:
 def _start_line(line: str) -> SipMessage:
     parts = line.split(" ", 2)
     if parts[0] == "SIP/2.0":
-        if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) != 3:
+        if len(parts) < 2 or not _STATUS.match(parts[1]):
             raise SipParseError(f"bad status line {line[:60]!r}")
         return SipMessage(status=int(parts[1]), reason=parts[2] if len(parts) > 2 else "")
     if len(parts) != 3 or parts[2] != "SIP/2.0":
@@ -160,8 +167,8 @@ def _body(msg: SipMessage, body: bytes) -> bytes:
     raw = msg.get("Content-Length")
     if raw is None:
         return body  # allowed over UDP: the body is the rest of the datagram
-    if not raw.strip().isdigit():
-        raise SipParseError(f"Content-Length {raw[:20]!r} is not a number")
+    if not _LENGTH.match(raw.strip()):
+        raise SipParseError(f"Content-Length {raw[:20]!r} is not a number of bytes")
     length = int(raw)
     if length > len(body):
         raise SipParseError(f"Content-Length {length} but only {len(body)} body bytes arrived (truncated)")
@@ -210,23 +217,24 @@ def uri_user(uri: str) -> str:
     return rest.split("@", 1)[0] if "@" in rest else ""
 
 
-def uri_host_port(uri: str, default_port: int = 5060) -> tuple[str, int]:
-    """Host and port of a sip: URI ('sip:alice@127.0.0.1:5070;transport=udp' -> ('127.0.0.1', 5070))."""
+def uri_host_port(uri: str, default_port: int = 5060, what: str = "URI") -> tuple[str, int]:
+    """Host and port of a sip: URI ('sip:alice@127.0.0.1:5070;transport=udp' -> ('127.0.0.1', 5070)).
+
+    Both are checked (an IP address or host name, a port in 1-65535): SipParseError names what is wrong.
+    """
     rest = uri.split(":", 1)[1] if ":" in uri else uri
     hostport = rest.split("@", 1)[-1].split(";", 1)[0].split("?", 1)[0]
-    if hostport.startswith("["):  # IPv6 reference
-        host, _, port = hostport[1:].partition("]")
-        port = port.lstrip(":")
-    else:
-        host, _, port = hostport.partition(":")
-    return host, int(port) if port.isdigit() else default_port
+    try:
+        return parse_hostport(hostport, f"{what} {uri[:60]!r}", default_port)
+    except AddressError as exc:
+        raise SipParseError(str(exc)) from None
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
     """'314 INVITE' -> (314, 'INVITE'); raises SipParseError when malformed."""
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise SipParseError(f"bad CSeq {value[:40]!r} (expected 'NUMBER METHOD')")
+    if len(parts) != 2 or not _CSEQ.match(parts[0]) or int(parts[0]) > MAX_CSEQ:
+        raise SipParseError(f"bad CSeq {value[:40]!r} (expected 'NUMBER METHOD', the number below 2**31)")
     return int(parts[0]), parts[1].upper()
 
 
@@ -238,6 +246,36 @@ def check_request(msg: SipMessage) -> None:
     number, method = parse_cseq(msg.get("CSeq") or "")
     if method != msg.method and not (msg.method == "ACK" and method == "ACK"):
         raise SipParseError(f"CSeq method {method} does not match the request method {msg.method}")
+    check_addresses(msg)
+
+
+#: headers whose URIs name where a request or a later one may go: each host and port must be usable
+_ADDRESS_HEADERS = ("From", "To", "Contact", "Record-Route", "Route", "Refer-To")
+
+
+def check_addresses(msg: SipMessage) -> None:
+    """Raise SipParseError naming the first host or port that is not an address (Via sent-by and URIs).
+
+    Checked once on arrival, so nothing later (the BYE 32 s on, a REFER) meets a port over 65535.
+    """
+    for via in msg.get_all("Via"):
+        parts = via.split(";", 1)[0].split()
+        if len(parts) != 2 or not parts[0].upper().startswith("SIP/2.0/"):
+            raise SipParseError(f"bad Via {via[:60]!r} (expected 'SIP/2.0/UDP host:port;branch=...')")
+        try:
+            parse_hostport(parts[1], f"Via sent-by {parts[1][:60]!r}")
+        except AddressError as exc:
+            raise SipParseError(str(exc)) from None
+        rport = header_param(via, "rport")
+        if rport:
+            uri_host_port(f"sip:x:{rport}", what="Via rport")
+    if msg.uri is not None and msg.uri.lower().startswith(("sip:", "sips:")):
+        uri_host_port(msg.uri, what="Request-URI")
+    for name in _ADDRESS_HEADERS:
+        for value in msg.get_all(name):
+            uri = name_addr_uri(value)
+            if value.strip() != "*" and uri.lower().startswith(("sip:", "sips:")):
+                uri_host_port(uri, what=name)
 
 
 def response_to(request: SipMessage, status: int, reason: str, *, to_tag: str | None = None,

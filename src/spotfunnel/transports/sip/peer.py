@@ -54,7 +54,7 @@ class SipPeer:
 
     `exchange(frame)` sends one 20 ms caller frame as RTP and returns the 20 ms of agent audio the
     caller hears meanwhile (PCM16 16 kHz, 640 bytes) or None; with `lockstep` it first waits for
-    one agent RTP packet. Every agent packet is kept in `received` for checks. A BYE or REFER from
+    one agent RTP packet (the server must be told in process, `SipServer.expect_call(peer.call_id, ...)`). Every agent packet is kept in `received` for checks. A BYE or REFER from
     the server closes the line (`ended_reason`, `transferred_to`).
     """
 
@@ -65,9 +65,7 @@ class SipPeer:
         self.server: Address = uri_host_port(server) if isinstance(server, str) else server
         self.called, self.caller, self.host = called, caller, host
         self.extra_headers = dict(headers or {})
-        self.lockstep = lockstep
-        if lockstep:
-            self.extra_headers["X-SpotFunnel-Lockstep"] = "1"
+        self.lockstep = lockstep  # our side only: the server runs a call in lockstep when its own process says so
         self.codecs, self.ptime, self.lockstep_timeout_s = codecs, ptime, lockstep_timeout_s
         self.call_id = f"{uuid.uuid4().hex}@{host}"
         self.local_tag = new_tag()

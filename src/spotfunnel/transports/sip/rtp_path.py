@@ -1,4 +1,4 @@
-"""One call's RTP socket and where its audio goes: the SDP address, symmetric latching, trusted hosts only."""
+"""One call's RTP socket and where its audio goes: latched onto the caller's own RTP, trusted hosts only."""
 from __future__ import annotations
 
 import ipaddress
@@ -39,6 +39,10 @@ class RtpPath:
     RTP from any other host is dropped and counted (`stats["rtp_untrusted"]`): a stranger who finds
     the port can neither inject audio into the call nor redirect the agent's audio to itself.
     Nothing is delivered until `receiver` is set (the call is answered).
+
+    Nothing is sent until the path is `latched`: the SDP names the host the signalling came from, or
+    RTP arrived from the caller (as SBCs do). An INVITE naming a third party's address therefore
+    never makes us stream audio at it; packets held back are counted in `stats["rtp_held"]`.
     """
 
     def __init__(self, call_id: str, remote: Address, signalling_host: str, stats: dict[str, int],
@@ -46,6 +50,8 @@ class RtpPath:
         self.call_id = call_id
         self.remote = remote
         self.trusted = {host_key(remote[0]), host_key(signalling_host)}
+        self.signalling_key = host_key(signalling_host)
+        self.latched = host_key(remote[0]) == self.signalling_key
         self.sending = _may_send(remote, our_direction)  # False while the caller holds (recvonly/inactive, c=0.0.0.0)
         self.socket: UdpSocket | None = None
         self.receiver: Callable[[bytes], None] | None = None
@@ -61,16 +67,22 @@ class RtpPath:
             if self.stats["rtp_untrusted"] % 100 == 1:  # the first of a flood is enough for the log
                 log.info("SIP: call %s: RTP from untrusted %s:%d dropped", self.call_id, *source)
             return
-        if source != self.remote and data[:1] and data[0] >> 6 == 2:
-            log.info("SIP: call %s: RTP comes from %s:%d, not %s:%d; sending there", self.call_id,
-                     *source, *self.remote)
-            self.remote = source
+        if data[:1] and data[0] >> 6 == 2:  # RTP version 2: the caller's media really comes from here
+            if source != self.remote:
+                log.info("SIP: call %s: RTP comes from %s:%d, not %s:%d; sending there", self.call_id,
+                         *source, *self.remote)
+                self.remote = source
+            self.latched = True
         if self.receiver is not None:
             self.receiver(data)
 
     def send(self, packet: bytes) -> None:
-        if self.socket is not None and self.sending:
-            self.socket.send(packet, self.remote)
+        if self.socket is None or not self.sending:
+            return
+        if not self.latched:
+            self.stats["rtp_held"] = self.stats.get("rtp_held", 0) + 1
+            return
+        self.socket.send(packet, self.remote)
 
     def retarget(self, remote: Address, our_direction: str) -> None:
         """A new offer in the dialog (re-INVITE): its address is trusted and used; hold stops our sending."""
@@ -81,6 +93,7 @@ class RtpPath:
         if remote != self.remote:
             log.info("SIP: call %s: re-INVITE moves RTP to %s:%d", self.call_id, *remote)
             self.remote = remote
+            self.latched = host_key(remote[0]) == self.signalling_key  # else: once RTP comes from there
 
     def close(self) -> None:
         if self.socket is not None:

@@ -1,8 +1,12 @@
 """SDP offer/answer for one audio stream (RFC 4566, RFC 3264): G.711 PCMU/PCMA, ptime, telephone-event."""
 from __future__ import annotations
 
+import ipaddress
 import random
+import re
 from dataclasses import dataclass, field
+
+from spotfunnel.transports.sip.netaddr import AddressError, check_port
 
 __all__ = ["AgreedMedia", "NoCommonCodec", "SdpError", "SessionDescription", "build_answer", "build_offer",
            "negotiate", "negotiate_body", "parse_sdp"]
@@ -15,6 +19,7 @@ DEFAULT_PTIME = 20
 ALLOWED_PTIMES = (10, 20, 30, 40, 50, 60)
 DTMF_PT_DEFAULT = 101
 #: the answer's direction for an offer's (RFC 3264 6.1): a caller who holds (sendonly) gets recvonly
+_SMALL_NUMBER = re.compile(r"^[0-9]{1,6}$")  # ASCII digits, bounded: '²' and 10,000 digits are not numbers
 _MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 
 
@@ -98,17 +103,29 @@ def parse_sdp(text: str) -> SessionDescription:
 
 def _media_line(value: str) -> MediaDescription:
     parts = value.split()
-    if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+    if len(parts) < 4:
         raise SdpError(f"bad m= line {value[:60]!r} (expected 'audio PORT RTP/AVP PT...')")
-    formats = [int(p) for p in parts[3:] if p.isdigit()]
-    return MediaDescription(parts[0], int(parts[1].split("/")[0]), parts[2], formats)
+    try:
+        port = check_port(parts[1].split("/")[0], "m= line", allow_zero=True)
+    except AddressError as exc:
+        raise SdpError(str(exc)) from None
+    formats = [int(p) for p in parts[3:] if _SMALL_NUMBER.match(p)]
+    if any(pt > 127 for pt in formats):
+        raise SdpError(f"bad m= line {value[:60]!r}: RTP payload types are 0-127")
+    return MediaDescription(parts[0], port, parts[2], formats)
 
 
 def _connection(value: str) -> str:
     parts = value.split()
     if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
         raise SdpError(f"bad c= line {value[:60]!r} (expected 'IN IP4 ADDRESS')")
-    return parts[2].split("/")[0]
+    host = parts[2].split("/")[0]
+    try:  # RTP goes here: an address of the family named, never a name (it would be resolved on the call path)
+        ip = ipaddress.IPv4Address(host) if parts[1] == "IP4" else ipaddress.IPv6Address(host)
+    except ValueError:
+        raise SdpError(f"bad c= line {value[:60]!r}: {host[:60]!r} is not an {parts[1]} address "
+                       "(this server does not resolve names in SDP)") from None
+    return str(ip)
 
 
 def _attribute(media: MediaDescription, value: str) -> None:
@@ -116,13 +133,13 @@ def _attribute(media: MediaDescription, value: str) -> None:
     if name == "rtpmap":
         pt, _, enc = rest.partition(" ")
         enc_name, _, clock = enc.partition("/")
-        if pt.isdigit() and clock.split("/")[0].isdigit():
+        if _SMALL_NUMBER.match(pt) and _SMALL_NUMBER.match(clock.split("/")[0]):
             media.rtpmap[int(pt)] = (enc_name.strip().upper(), int(clock.split("/")[0]))
     elif name == "fmtp":
         pt, _, params = rest.partition(" ")
-        if pt.isdigit():
+        if _SMALL_NUMBER.match(pt):
             media.fmtp[int(pt)] = params.strip()
-    elif name == "ptime" and rest.strip().isdigit():
+    elif name == "ptime" and _SMALL_NUMBER.match(rest.strip()):
         media.ptime = int(rest.strip())
     elif name in _DIRECTIONS:
         media.direction = name

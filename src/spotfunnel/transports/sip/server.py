@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
+from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from spotfunnel.transports.base import CallStarted
 from spotfunnel.transports.sip.admission import Admission, IncomingCall, Refusal, negotiate_request
@@ -13,10 +15,13 @@ from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.client import DialogControl, DialogRequests
 from spotfunnel.transports.sip.dialog import SipDialog, apply_ack_answer, call_params, new_tag
 from spotfunnel.transports.sip.dtmf import info_digits
+from spotfunnel.transports.sip.health import probe_options, probe_target
+from spotfunnel.transports.sip.junk import JunkGuard
 from spotfunnel.transports.sip.media import SipMediaCodec
 from spotfunnel.transports.sip.message import (
     SipMessage, SipParseError, check_request, header_param, parse_message, response_to,
 )
+from spotfunnel.transports.sip.netaddr import ip_literal
 from spotfunnel.transports.sip.responses import ResponseCache
 from spotfunnel.transports.sip.retransmit import TIMER_B, retransmit
 from spotfunnel.transports.sip.rtp_path import RtpPath
@@ -30,6 +35,12 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
+#: dialogs held at once (ringing, up, or being refused): past it a new INVITE gets 503 before any state or
+#: RTP port is made for it, so an INVITE flood cannot exhaust memory or file descriptors
+MAX_DIALOGS = 1024
+#: Call-IDs a harness in this process announced (expect_call) and has not dialled yet
+MAX_EXPECTED = 1024
+ROUTE_LOOKUP_S = 2.0  # deadline for resolving a Record-Route host name
 
 
 def _hostport(host: str, port: int) -> str:
@@ -42,6 +53,11 @@ OnCall = Callable[[SipCallTransport], Awaitable[Any]]
 class SipServer:
     """Answers calls on one UDP port and hands each admitted call to `on_call(transport)`.
 
+    Every host and port from the network is checked on arrival (a bad one gets 400 with the reason);
+    a failure inside one dialog (a handler, a timer, a retransmission, a BYE) is caught, logged,
+    counted (`stats["dialog_errors"]`) and ends that dialog only: the shared socket stays up.
+    `trusts(source_host)` says whether a source may name the tenant (X-SpotFunnel-Tenant).
+
     A new INVITE is refused with 486 Busy Here when `draining` is set or `max_calls` calls are up
     (ringing ones included); `admit(call)` may refuse others with its own (status, reason). The
     answer comes after `answer_delay_s` of ringing (a CANCEL then gets 487). `advertise_host` is
@@ -52,15 +68,20 @@ class SipServer:
     def __init__(self, on_call: OnCall, *, host: str = "127.0.0.1", port: int = 5060,
                  advertise_host: str | None = None, max_calls: int | None = None, admit: Admission | None = None,
                  answer_delay_s: float = 0.0, codecs: tuple[str, ...] = ("PCMU", "PCMA"),
-                 user_agent: str = "SpotFunnel") -> None:
+                 user_agent: str = "SpotFunnel", trusts: Callable[[str], bool] | None = None,
+                 max_dialogs: int = MAX_DIALOGS) -> None:
         self.on_call = on_call
         self.host, self.port = host, port
         self.advertise_host = advertise_host or (outbound_host(host) if host in WILDCARD_HOSTS else host)
         self.max_calls, self.admit, self.answer_delay_s = max_calls, admit, answer_delay_s
-        self.codecs, self.user_agent = codecs, user_agent
+        self.codecs, self.user_agent, self.trusts, self.max_dialogs = codecs, user_agent, trusts, max_dialogs
         self.draining = False
         self.stats: dict[str, int] = {"malformed": 0, "bad_request": 0, "retransmissions": 0, "busy": 0,
-                                      "setup_failed": 0, "rtp_untrusted": 0}
+                                      "setup_failed": 0, "rtp_untrusted": 0, "rtp_held": 0, "dialog_errors": 0,
+                                      "overloaded": 0}
+        self.junk = JunkGuard()
+        self._expected: OrderedDict[str, tuple[bool, dict[str, str]]] = OrderedDict()
+        self._probes: set[Address] = set()  # local addresses of our own health probes in flight
         self._socket: UdpSocket | None = None
         self._dialogs: dict[str, SipDialog] = {}
         self._by_branch: dict[tuple[str, str], SipDialog] = {}  # (Call-ID, branch) of the INVITE, for CANCEL
@@ -84,13 +105,35 @@ class SipServer:
         """Calls ringing or up (admitted, not ended)."""
         return sum(1 for d in self._dialogs.values() if d.admitted and not d.ended)
 
+    def expect_call(self, call_id: str, *, lockstep: bool = False, params: Mapping[str, str] | None = None) -> None:
+        """In process only (eval's harness, tests): the INVITE this process is about to send with `call_id`.
+
+        Its call runs in `lockstep` and gets `params` (a prepared setup's key). Nothing a remote party
+        sends can do this; the Call-ID is one the harness generated itself. Bounded: oldest forgotten first.
+        """
+        self._expected[call_id] = (lockstep, dict(params or {}))
+        while len(self._expected) > MAX_EXPECTED:
+            self._expected.popitem(last=False)
+
+    async def health(self, timeout_s: float = 0.25) -> dict[str, Any]:
+        """The SIP edge as /healthz reports it: the socket open and an OPTIONS to it answered in time."""
+        sock = self._socket
+        listening = sock is not None and not sock.closed
+        answering = listening and await probe_options(probe_target(self.host, self.port), timeout_s,
+                                                      self._probes.add, self._probes.discard)
+        lost = sock.lost if sock is not None else None
+        return {"status": "ok" if answering else "down", "listening": listening, "answering": answering,
+                "active_calls": self.active_calls, "dialogs": len(self._dialogs),
+                "dialog_errors": self.stats["dialog_errors"], "malformed": self.stats["malformed"],
+                "ignored_sources": self.junk.ignored_hosts, **({"socket_error": repr(lost)} if lost else {})}
+
     async def stop(self) -> None:
         """Refuse new calls, end the ones up with BYE, close every socket."""
         self.draining = True
         for dialog in list(self._dialogs.values()):
             if dialog.transport is not None and not dialog.ended:
                 dialog.transport.end("server stopping")
-                self._spawn(self._client.bye(dialog))
+                self._spawn(self._client.bye(dialog), dialog)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2.0)
         for task in list(self._tasks):
@@ -100,15 +143,53 @@ class SipServer:
         if self._socket is not None:
             self._socket.close()
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Awaitable[Any], dialog: SipDialog | None = None) -> asyncio.Task[Any]:
+        """Run a dialog's work as a task whose failure ends that dialog only (never the server)."""
+        task = asyncio.ensure_future(self._guarded(coro, dialog))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def _guarded(self, coro: Awaitable[Any], dialog: SipDialog | None) -> Any:
+        try:
+            return await coro
+        except Exception as exc:  # noqa: BLE001 - one dialog's bug is that dialog's end, not the server's
+            self._dialog_failed(dialog, exc)
+            return None
+
+    def _dialog_failed(self, dialog: SipDialog | None, exc: BaseException) -> None:
+        """Log and count a failure inside one dialog, then end that dialog as cleanly as it still can be."""
+        self.stats["dialog_errors"] += 1
+        n = self.stats["dialog_errors"]
+        if n <= 3 or n % 100 == 0:
+            log.error("SIP: dialog %s failed (%d so far); ending it", dialog.call_id if dialog else "?", n,
+                      exc_info=exc)
+        if dialog is None:
+            return
+        if dialog.transport is not None:
+            dialog.transport.end("SIP dialog failed")
+        try:
+            if dialog.answered and not dialog.ended:
+                task = asyncio.ensure_future(self._client.bye(dialog))  # unguarded: a second failure just ends
+                self._tasks.add(task)
+                task.add_done_callback(self._bye_done)
+                return
+            if not dialog.ended:
+                self._respond_invite(dialog, 500, "Server Internal Error", to_tag=dialog.local_tag)
+        except Exception:  # noqa: BLE001 - ending it as best we could; forget it below
+            log.debug("SIP: could not end dialog %s cleanly", dialog.call_id, exc_info=True)
+        self._finish(dialog)
+
+    def _bye_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("SIP: BYE of a failed dialog failed too: %r", task.exception())
+
     # ---- datagrams -------------------------------------------------------------------------
 
     def _on_datagram(self, data: bytes, addr: Address) -> None:
+        if addr not in self._probes and self.junk.ignoring(addr[0]):
+            return  # this host kept sending junk: dropped unread (counted) until the guard lets it back
         if not data.strip():
             return  # CRLF keep-alive (RFC 5626)
         try:
@@ -118,6 +199,12 @@ class SipServer:
         except SipParseError as exc:
             self._malformed(data, addr, exc)
             return
+        try:
+            self._dispatch(msg, addr)
+        except Exception as exc:  # noqa: BLE001 - the request's dialog ends; the socket and other calls go on
+            self._dialog_failed(self._dialogs.get(msg.call_id), exc)
+
+    def _dispatch(self, msg: SipMessage, addr: Address) -> None:
         if not msg.is_request:
             self._client.on_response(msg)
             return
@@ -137,12 +224,11 @@ class SipServer:
     def _malformed(self, data: bytes, addr: Address, exc: SipParseError) -> None:
         """Answer 400 when enough of the request survives to address a response; otherwise drop and log."""
         self.stats["malformed"] += 1
+        self.junk.junk(addr[0], addr[1], str(exc))  # counted, logged once a second per host at most
         request = salvage_request(data)
         if request is None or request.method == "ACK":
-            log.info("SIP: unreadable datagram from %s:%d ignored: %s", addr[0], addr[1], exc)
             return
         self.stats["bad_request"] += 1
-        log.info("SIP: bad request from %s:%d answered 400: %s", addr[0], addr[1], exc)
         warning = str(exc).replace('"', "'")[:120]
         self._respond(request, addr, 400, "Bad Request", headers=[("Warning", f'399 spotfunnel "{warning}"')])
 
@@ -184,18 +270,26 @@ class SipServer:
                 self.stats["retransmissions"] += 1  # its cached answer is gone: resend the latest one
                 self._send(dialog.last_response, addr)
             return  # else a forked or looped copy (new branch): the first one is being answered
+        if len(self._dialogs) >= self.max_dialogs:
+            self.stats["overloaded"] += 1
+            self._respond(msg, addr, 503, "Service Unavailable", to_tag=new_tag(), headers=[
+                ("Retry-After", "5"), ("Warning", f'399 spotfunnel "{len(self._dialogs)} dialogs open"')])
+            return
         # registered at once, before admission and setup run, so a retransmission meanwhile is one
         hostport = _hostport(self.advertise_host, self.port)
+        lockstep, harness_params = self._expected.pop(msg.call_id, (False, {}))
+        trusted = self.trusts is not None and self.trusts(addr[0])
         dialog = SipDialog(invite=msg, source=addr, local_tag=new_tag(), local_contact=f"<sip:spotfunnel@{hostport}>",
-                           via_host=hostport)
+                           via_host=hostport, params={**call_params(msg, trusted=trusted), **harness_params},
+                           lockstep=lockstep)
         self._dialogs[msg.call_id] = dialog
         self._by_branch[(msg.call_id, msg.branch)] = dialog
         self._respond_invite(dialog, 100, "Trying")
-        self._spawn(self._answer(dialog))
+        self._spawn(self._answer(dialog), dialog)
 
     def _refusal(self, dialog: SipDialog) -> Refusal | None:
         msg, addr = dialog.invite, dialog.source
-        params = call_params(msg)
+        params = dialog.params
         if self.admit is not None:  # first: a source the ACL refuses learns nothing of our load
             refused = self.admit(IncomingCall(msg.call_id, params["caller"], params["called"], params, addr))
             if refused is not None:
@@ -222,7 +316,9 @@ class SipServer:
     async def _admit_and_answer(self, dialog: SipDialog) -> None:
         if dialog.ended:
             return  # cancelled before admission ran
-        agreed, refusal = None, self._refusal(dialog)
+        agreed, refusal = None, await self._resolve_route(dialog)
+        if refusal is None:
+            refusal = self._refusal(dialog)
         if refusal is None:
             agreed, refusal = negotiate_request(dialog.invite, self.codecs)
         if refusal is not None or agreed is None:
@@ -233,13 +329,30 @@ class SipServer:
         dialog.admitted, dialog.agreed = True, agreed
         await self._ring_and_answer(dialog, agreed)
 
+    async def _resolve_route(self, dialog: SipDialog) -> Refusal | None:
+        """The address of the first Record-Route hop (a name is looked up, within a deadline), or the 400."""
+        hop = dialog.route_hop
+        if hop is None or ip_literal(hop[0]) is not None:
+            dialog.route = (ip_literal(hop[0]) or hop[0], hop[1]) if hop else None
+            return None
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(loop.getaddrinfo(hop[0], hop[1], type=socket.SOCK_DGRAM), ROUTE_LOOKUP_S)
+            dialog.route = (str(infos[0][4][0]), hop[1])
+            return None
+        except (OSError, asyncio.TimeoutError, IndexError) as exc:
+            log.info("SIP: INVITE %s refused 400: Record-Route host %s does not resolve (%r)", dialog.call_id,
+                     hop[0], exc)
+            return 400, "Bad Request", [("Warning", f'399 spotfunnel "Record-Route host {hop[0][:60]} does not '
+                                                    'resolve"')]
+
     def _setup_failed(self, dialog: SipDialog) -> None:
         """Admission or setup raised: 500 to the caller (a BYE once the 200 OK is out), and forget the dialog."""
         self.stats["setup_failed"] += 1
         if dialog.answered:
             if dialog.transport is not None:
                 dialog.transport.end("call setup failed")
-            self._spawn(self._client.bye(dialog))
+            self._spawn(self._client.bye(dialog), dialog)
             return
         if not dialog.ended:  # a cancelled call already had its 487
             self._respond_invite(dialog, 500, "Server Internal Error", to_tag=dialog.local_tag)
@@ -247,8 +360,7 @@ class SipServer:
 
     async def _ring_and_answer(self, dialog: SipDialog, agreed: AgreedMedia) -> None:
         msg, addr = dialog.invite, dialog.source
-        params = call_params(msg)
-        lockstep = params.get("lockstep") == "1"
+        params, lockstep = dialog.params, dialog.lockstep
         codec = SipMediaCodec(agreed, realtime=not lockstep, label=msg.call_id)
         started = CallStarted(call_id=msg.call_id, caller_id=params["caller"], called=params["called"],
                               tenant_id=params.get("tenant") or None, params=params)
@@ -257,8 +369,8 @@ class SipServer:
         rtp.socket = await open_udp(self.host, 0, rtp.on_datagram, f"rtp {msg.call_id}")
         if dialog.ended:
             return  # cancelled (or the server stopped) while the port opened; `_answer` closes it
-        transport = SipCallTransport(started, codec, rtp.send, DialogControl(self._client, dialog, self._spawn),
-                                     lockstep=lockstep)
+        control = DialogControl(self._client, dialog, lambda coro: self._spawn(coro, dialog))
+        transport = SipCallTransport(started, codec, rtp.send, control, lockstep=lockstep)
         self._respond_invite(dialog, 180, "Ringing", to_tag=dialog.local_tag)
         if self.answer_delay_s > 0:
             await asyncio.sleep(self.answer_delay_s)
@@ -273,9 +385,9 @@ class SipServer:
         rtp.receiver = transport.on_rtp
         log.info("SIP: call %s answered (%s/%d ms, dtmf pt %s, rtp to %s:%d, lockstep %s)", msg.call_id,
                  agreed.codec, agreed.ptime, agreed.dtmf_payload_type, *rtp.remote, lockstep)
-        self._spawn(self._retransmit_ok(dialog, ok.serialise(), addr))
+        self._spawn(self._retransmit_ok(dialog, ok.serialise(), addr), dialog)
         transport.start()
-        self._spawn(self._run_call(dialog, transport))
+        self._spawn(self._run_call(dialog, transport), dialog)
 
     async def _run_call(self, dialog: SipDialog, transport: SipCallTransport) -> None:
         try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from typing import Callable
+
+from spotfunnel.transports.sip.netaddr import unsendable
 
 __all__ = ["UdpSocket", "WILDCARD_HOSTS", "open_udp", "outbound_host"]
 
@@ -20,12 +23,20 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: Callable[[bytes, Address], None], label: str) -> None:
         self.on_datagram = on_datagram
         self.label = label
+        self.lost: Exception | None = None
+        self.handler_errors = 0
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         try:
             self.on_datagram(data, (addr[0], addr[1]))
         except Exception:  # one bad datagram must never take the socket down
-            log.exception("%s: error handling a datagram from %s:%s", self.label, addr[0], addr[1])
+            self.handler_errors += 1
+            if self.handler_errors <= 3 or self.handler_errors % 1000 == 0:  # a flood must not flood the log
+                log.exception("%s: error handling a datagram from %s:%s (%d so far)", self.label, addr[0], addr[1],
+                              self.handler_errors)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable after sending to a peer that is gone: nothing to do but note it
@@ -35,9 +46,12 @@ class _Protocol(asyncio.DatagramProtocol):
 class UdpSocket:
     """A bound UDP socket: `send(data, addr)`, `address`, `close()`."""
 
-    def __init__(self, transport: asyncio.DatagramTransport, label: str) -> None:
+    def __init__(self, transport: asyncio.DatagramTransport, protocol: _Protocol, label: str) -> None:
         self._transport = transport
+        self._protocol = protocol
         self.label = label
+        #: datagrams not sent: `refused` (an address no socket can take), `failed` (the send raised)
+        self.stats: Counter[str] = Counter()
 
     @property
     def address(self) -> Address:
@@ -48,9 +62,38 @@ class UdpSocket:
     def closed(self) -> bool:
         return self._transport.is_closing()
 
-    def send(self, data: bytes, addr: Address) -> None:
-        if not self._transport.is_closing():
+    @property
+    def lost(self) -> Exception | None:
+        """Why asyncio closed the socket under us, if it did (None while open or after our own close)."""
+        return self._protocol.lost
+
+    @property
+    def handler_errors(self) -> int:
+        return self._protocol.handler_errors
+
+    def send(self, data: bytes, addr: Address) -> bool:
+        """Send one datagram; False (logged, counted) when the address is unusable or the send fails.
+
+        The address is checked first because asyncio closes the whole transport when `sendto` raises
+        anything but OSError (a port over 65535 raises OverflowError): one call's bad address must
+        never take down the socket every other call shares.
+        """
+        if self._transport.is_closing():
+            return False
+        problem = unsendable(addr)
+        if problem is not None:
+            self.stats["refused"] += 1
+            if self.stats["refused"] <= 3 or self.stats["refused"] % 1000 == 0:
+                log.warning("%s: datagram not sent to %r: %s (%d so far)", self.label, addr, problem,
+                            self.stats["refused"])
+            return False
+        try:
             self._transport.sendto(data, addr)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, it is this datagram's alone
+            self.stats["failed"] += 1
+            log.warning("%s: sending to %s:%d failed: %r", self.label, addr[0], addr[1], exc)
+            return False
+        return True
 
     def close(self) -> None:
         self._transport.close()
@@ -59,8 +102,9 @@ class UdpSocket:
 async def open_udp(host: str, port: int, on_datagram: Callable[[bytes, Address], None], label: str) -> UdpSocket:
     """Bind host:port (0 for any free port) and deliver datagrams to `on_datagram`."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(on_datagram, label), local_addr=(host, port))
-    return UdpSocket(transport, label)
+    transport, protocol = await loop.create_datagram_endpoint(lambda: _Protocol(on_datagram, label),
+                                                              local_addr=(host, port))
+    return UdpSocket(transport, protocol, label)
 
 
 def outbound_host(bound: str) -> str:
