@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import numpy as np
 
 from spotfunnel.audio.frames import FRAME_SAMPLES, SAMPLE_RATE, SILENCE_FRAME
-from spotfunnel.voice.speech_io import Transcript
+from spotfunnel.transports.base import CallStarted
+from spotfunnel.transports.local import LocalCallerLine, LocalTransport
+from spotfunnel.voice.endpointing import TurnTaking
+from spotfunnel.voice.session import VoiceSession, VoiceTurn
+from spotfunnel.voice.speech_io import SpeechToText, Transcript
+from spotfunnel.voice.vad import FrameVad
 
 
 def tone(ms: int, freq: float = 440.0, amp: float = 0.3) -> bytes:
@@ -50,3 +55,36 @@ class ToneTts:
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         yield tone(200 * len(text.split()), freq=300.0)
+
+
+class AnsweringSession(VoiceSession):
+    """Collects turns the way the conversation would, answering each at once (silently)."""
+
+    received: list[VoiceTurn]
+
+    async def answer_turns(self) -> None:
+        self.received = []
+        while True:
+            self.received.append(await self.turns.get())
+            self.turn_answered()
+
+
+async def start_session(stt: SpeechToText, vad: FrameVad,
+                        completes_answer: Callable[[str], bool] | None = None,
+                        ) -> tuple[AnsweringSession, LocalCallerLine, asyncio.Task[None]]:
+    """A lockstep in-process call with `vad`, its session running and answering every turn."""
+    transport = LocalTransport(lockstep=True)
+    line = LocalCallerLine(transport)
+    session = AnsweringSession(transport, stt, ToneTts(), vad, TurnTaking(), no_input_ms=60_000)
+    if completes_answer is not None:
+        session.completes_answer = completes_answer
+    await line.start(CallStarted(call_id="t", caller_id="+14155550100", called="+14155550101"))
+    await transport.receive()  # the CallStarted is the call layer's; the session takes the rest
+    answerer = asyncio.create_task(session.answer_turns())
+    task = asyncio.create_task(session.run())
+    task.add_done_callback(lambda _t: answerer.cancel())
+    return session, line, task
+
+
+async def feed(line: LocalCallerLine, frames: list[bytes]) -> list[bytes | None]:
+    return [await line.exchange(f) for f in frames]

