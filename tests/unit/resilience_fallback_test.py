@@ -46,9 +46,9 @@ async def test_falls_over_to_the_next_provider_and_counts() -> None:
     primary, secondary = Provider("primary", fail=True), Provider("secondary")
     fc = chain(primary, secondary)
     assert await fc.call(lambda p: p.speak()) == "secondary:ok"
-    assert fc.stats["primary"] == {"calls": 1, "failures": 1, "skipped": 0,
+    assert fc.stats["primary"] == {"calls": 1, "failures": 1, "skipped": 0, "shed": 0,
                                    "last_error": "ConnectionError: primary down"}
-    assert fc.stats["secondary"] == {"calls": 1, "failures": 0, "skipped": 0, "last_error": None}
+    assert fc.stats["secondary"] == {"calls": 1, "failures": 0, "skipped": 0, "shed": 0, "last_error": None}
 
 
 async def test_open_breaker_skips_provider_until_it_half_opens() -> None:

@@ -41,7 +41,7 @@ class ScriptedStt:
         self.calls: list[int] = []  # audio length (bytes) of each request
         self.delay_s = delay_s
 
-    async def transcribe(self, pcm: bytes, *, vocabulary: list[str]) -> Transcript:
+    async def transcribe(self, pcm: bytes, *, vocabulary: list[str], speculative: bool = False) -> Transcript:
         self.calls.append(len(pcm))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-__all__ = ["DeadlineExceeded", "with_deadline"]
+__all__ = ["Budget", "DeadlineExceeded", "with_deadline"]
 
 R = TypeVar("R")
 
@@ -33,3 +34,35 @@ async def with_deadline(aw: Awaitable[R], seconds: float, what: str = "operation
         if scope.expired():
             raise DeadlineExceeded(seconds, what) from None
         raise
+
+
+class Budget:
+    """A time budget shared by the steps of one piece of work (a turn's recognition, a sentence's
+    synthesis): each step gets what is left, so retries and fallbacks cannot stretch the whole."""
+
+    def __init__(self, seconds: float, what: str = "operation",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if seconds <= 0:
+            raise ValueError(f"a budget for {what} must be > 0 seconds, got {seconds}")
+        self.seconds = seconds
+        self.what = what
+        self._clock = clock
+        self._ends = clock() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self._ends - self._clock())
+
+    @property
+    def spent(self) -> bool:
+        return self.remaining() <= 0.0
+
+    async def run(self, aw: Awaitable[R], what: str | None = None, share: int = 1) -> R:
+        """Await `aw` within 1/`share` of what is left (a fallback chain keeps time for the providers
+        after this one); DeadlineExceeded otherwise."""
+        left = self.remaining() / max(1, share)
+        if left <= 0.0:
+            close = getattr(aw, "close", None)
+            if close is not None:
+                close()  # a coroutine that will never be awaited: close it quietly
+            raise DeadlineExceeded(self.seconds, what or self.what)
+        return await with_deadline(aw, round(left, 3), what or self.what)

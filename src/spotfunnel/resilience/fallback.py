@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Generic, TypedDict, TypeVar
 
 from spotfunnel.resilience.breaker import CircuitBreaker, CircuitOpen
+from spotfunnel.resilience.deadline import Budget, DeadlineExceeded
+from spotfunnel.resilience.engine_queue import EngineBusy
 
 __all__ = ["AllProvidersFailed", "FallbackChain", "ProviderEntry", "ProviderStats"]
 
@@ -23,6 +25,7 @@ class ProviderStats(TypedDict):
     calls: int  # calls actually made to the provider
     failures: int
     skipped: int  # times its breaker was open and it was passed over
+    shed: int  # times it refused a request as overloaded (EngineBusy): passed over, not a failure
     last_error: str | None
 
 
@@ -59,7 +62,7 @@ class FallbackChain(Generic[T]):
         if name in self.stats:
             raise ValueError(f"provider '{name}' is already in fallback chain '{self.name}'")
         self.entries.append(ProviderEntry(name, provider, breaker or CircuitBreaker(f"{self.name}:{name}")))
-        self.stats[name] = ProviderStats(calls=0, failures=0, skipped=0, last_error=None)
+        self.stats[name] = ProviderStats(calls=0, failures=0, skipped=0, shed=0, last_error=None)
 
     def _admit(self, entry: ProviderEntry[T], errors: dict[str, BaseException]) -> bool:
         if entry.breaker.allow():
@@ -77,17 +80,36 @@ class FallbackChain(Generic[T]):
         errors[entry.name] = exc
         log.warning("provider %s of %s failed: %r", entry.name, self.name, exc)
 
-    async def call(self, op: Callable[[T], Awaitable[R]]) -> R:
-        """`await op(provider)` with each admitted provider in turn until one succeeds."""
+    def _shed(self, entry: ProviderEntry[T], exc: EngineBusy, errors: dict[str, BaseException]) -> None:
+        entry.breaker.release()  # refused before it ran: says nothing about the provider's health
+        self.stats[entry.name]["shed"] += 1
+        errors[entry.name] = exc
+
+    def _out_of_time(self, budget: Budget | None, errors: dict[str, BaseException]) -> bool:
+        if budget is None or not budget.spent:
+            return False
+        errors.setdefault("budget", DeadlineExceeded(budget.seconds, budget.what))
+        return True
+
+    async def call(self, op: Callable[[T], Awaitable[R]], budget: Budget | None = None) -> R:
+        """`await op(provider)` with each admitted provider in turn until one succeeds.
+
+        With a `budget`, each attempt gets what is left of it; an attempt that runs out counts as
+        that provider's failure (its breaker sees it), and no provider is tried once it is spent."""
         errors: dict[str, BaseException] = {}
-        for entry in self.entries:
-            if not self._admit(entry, errors):
+        for index, entry in enumerate(self.entries):
+            if self._out_of_time(budget, errors) or not self._admit(entry, errors):
                 continue
             try:
-                result = await op(entry.provider)
+                attempt = op(entry.provider)
+                share = len(self.entries) - index  # keep time for the providers after this one
+                result = await (budget.run(attempt, f"{self.name}:{entry.name}", share) if budget else attempt)
             except asyncio.CancelledError:
                 entry.breaker.release()
                 raise
+            except EngineBusy as exc:
+                self._shed(entry, exc, errors)
+                continue
             except Exception as exc:
                 self._failed(entry, exc, errors)
                 continue
@@ -95,19 +117,21 @@ class FallbackChain(Generic[T]):
             return result
         raise AllProvidersFailed(self.name, errors)
 
-    async def stream(self, op: Callable[[T], AsyncIterator[R]]) -> AsyncGenerator[R, None]:
+    async def stream(self, op: Callable[[T], AsyncIterator[R]],
+                     budget: Budget | None = None) -> AsyncGenerator[R, None]:
         """Stream `op(provider)`'s items from the first provider that yields one.
 
         A provider failing before its first item is skipped for the next one; once an item has
-        been yielded the chain is committed, and a later failure is recorded and re-raised.
-        """
+        been yielded the chain is committed, and a later failure is recorded and re-raised. With a
+        `budget`, every item must arrive within what is left of it (a miss is a failure)."""
         errors: dict[str, BaseException] = {}
-        for entry in self.entries:
-            if not self._admit(entry, errors):
+        for index, entry in enumerate(self.entries):
+            if self._out_of_time(budget, errors) or not self._admit(entry, errors):
                 continue
             items = op(entry.provider)
-            try:
-                first = await items.__anext__()
+            what = f"{self.name}:{entry.name}"
+            try:  # the first item gets its share of the budget; once committed, all that is left
+                first = await _next_item(items, budget, what, len(self.entries) - index)
             except StopAsyncIteration:
                 entry.breaker.record_success()  # an empty answer is still an answer
                 return
@@ -115,6 +139,10 @@ class FallbackChain(Generic[T]):
                 entry.breaker.release()
                 await _aclose(items)
                 raise
+            except EngineBusy as exc:
+                self._shed(entry, exc, errors)
+                await _aclose(items)
+                continue
             except Exception as exc:
                 self._failed(entry, exc, errors)
                 await _aclose(items)
@@ -122,7 +150,11 @@ class FallbackChain(Generic[T]):
             entry.breaker.record_success()
             try:  # committed: a failure from here on counts against the provider and propagates
                 yield first
-                async for item in items:
+                while True:
+                    try:
+                        item = await _next_item(items, budget, what)
+                    except StopAsyncIteration:
+                        break
                     yield item
             except Exception as exc:
                 self._failed(entry, exc, {})
@@ -131,6 +163,12 @@ class FallbackChain(Generic[T]):
                 await _aclose(items)
             return
         raise AllProvidersFailed(self.name, errors)
+
+
+async def _next_item(items: AsyncIterator[R], budget: Budget | None, what: str, share: int = 1) -> R:
+    if budget is None:
+        return await items.__anext__()
+    return await budget.run(items.__anext__(), what, share)
 
 
 async def _aclose(items: AsyncIterator[object]) -> None:

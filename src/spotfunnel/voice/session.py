@@ -285,7 +285,7 @@ class VoiceSession:
     def _speculate(self) -> None:
         audio = self.detector.take_audio()
         self.events.emit("speculation_started")
-        task = self._spawn(self._recognise(audio), name="speculation")
+        task = self._spawn(self._recognise(audio, speculative=True), name="speculation")
         self._spec = _Speculation(task, self.frame)
         task.add_done_callback(self._on_speculation_done)
 
@@ -332,8 +332,9 @@ class VoiceSession:
     async def _finish_turn(self, audio: bytes, spec: _Speculation | None) -> None:
         committed = time.perf_counter()
         try:
-            if spec is not None and not spec.task.cancelled():
-                transcript, t0, t1 = await spec.task
+            # A speculation the engine refused (busy) or that failed is no answer: decode the turn.
+            if spec is not None and not spec.task.cancelled() and await _succeeded(spec.task):
+                transcript, t0, t1 = spec.task.result()
             else:
                 transcript, t0, t1 = await self._recognise(audio)
         except Exception as exc:  # all STT providers failed: the conversation says so politely
@@ -350,9 +351,12 @@ class VoiceSession:
         self._emit_turn(VoiceTurn(kind="speech", text=transcript.text, confidence=transcript.confidence,
                                   timing=timing))
 
-    async def _recognise(self, audio: bytes) -> tuple[Any, float, float]:
+    async def _recognise(self, audio: bytes, speculative: bool = False) -> tuple[Any, float, float]:
         t0 = time.perf_counter()
-        transcript = await self.stt.transcribe(audio, vocabulary=self.vocabulary)
+        if speculative:
+            transcript = await self.stt.transcribe(audio, vocabulary=self.vocabulary, speculative=True)
+        else:
+            transcript = await self.stt.transcribe(audio, vocabulary=self.vocabulary)
         return transcript, t0, time.perf_counter()
 
     def _timing(self, t0: float, t1: float) -> TurnTiming:
@@ -390,3 +394,9 @@ class VoiceSession:
         self._work.add(task)
         task.add_done_callback(self._work.discard)
         return task
+
+
+async def _succeeded(task: asyncio.Task[Any]) -> bool:
+    """Wait for a speculative recognition; True when it produced a transcript."""
+    await asyncio.wait([task])
+    return not task.cancelled() and task.exception() is None

@@ -21,7 +21,9 @@ class SpeechToText(Protocol):
     #: what one short utterance usually takes; lockstep (fast) calls charge it in audio time
     typical_latency_ms: int
 
-    async def transcribe(self, pcm: bytes, *, vocabulary: list[str]) -> Transcript: ...
+    async def transcribe(self, pcm: bytes, *, vocabulary: list[str], speculative: bool = False) -> Transcript:
+        """`speculative`: an early guess at a turn still open; a busy engine may refuse it at once."""
+        ...
 
 
 class TextToSpeech(Protocol):

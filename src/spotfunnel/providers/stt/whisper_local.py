@@ -1,17 +1,19 @@
 """Local speech recognition with faster-whisper (Whisper base, int8), one model per process."""
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from spotfunnel.providers.models import SharedModel, whisper_base_dir
+from spotfunnel.resilience.engine_queue import EngineQueue, Urgency
 from spotfunnel.voice.speech_io import Transcript
 
-# One worker: on 2 cores a single decode using both cores beats two decodes fighting for them.
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+# One engine thread: on 2 cores a single decode using both cores beats two decodes fighting for
+# them. Eight waiting decodes of ~0.5 s still finish inside a turn's recognition budget; more are
+# refused at once (the caller hears "sorry, say that again") instead of waiting past it.
+MAX_WAITING_DECODES = 8
+engine = EngineQueue("whisper", threads=1, max_waiting=MAX_WAITING_DECODES)
 
 
 def _load_whisper() -> Any:
@@ -43,12 +45,11 @@ class WhisperLocalStt:
     typical_latency_ms = 500  # Whisper base int8 on 2 cores, a short utterance (measured 450-600 ms)
 
     async def warm_up(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(_executor, self._decode, bytes(16000), [])
+        await engine.run(self._decode, bytes(16000), [])
 
-    async def transcribe(self, pcm: bytes, *, vocabulary: list[str]) -> Transcript:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_executor, self._decode, pcm, vocabulary)
+    async def transcribe(self, pcm: bytes, *, vocabulary: list[str], speculative: bool = False) -> Transcript:
+        urgency = Urgency.SPECULATIVE if speculative else Urgency.FINAL
+        return await engine.run(self._decode, pcm, vocabulary, urgency=urgency)
 
     def _decode(self, pcm: bytes, vocabulary: list[str]) -> Transcript:
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0

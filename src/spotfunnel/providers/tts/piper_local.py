@@ -1,16 +1,18 @@
 """Local speech synthesis with piper-tts and the bundled Joe (en_US, medium) voice."""
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator
 
 import numpy as np
 
 from spotfunnel.audio.frames import SAMPLE_RATE
 from spotfunnel.providers.models import SharedModel, piper_voice_paths
+from spotfunnel.resilience.engine_queue import EngineQueue
 
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
+# One engine thread (onnxruntime already uses both cores). A sentence takes 0.1-0.4 s: sixteen
+# waiting still start inside a sentence's budget; more are refused at once rather than queued.
+MAX_WAITING_SENTENCES = 16
+engine = EngineQueue("piper", threads=1, max_waiting=MAX_WAITING_SENTENCES)
 
 
 def _load_piper() -> Any:
@@ -40,8 +42,7 @@ class PiperLocalTts:
         self._noise_w_scale = noise_w_scale
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        pcm = await loop.run_in_executor(_executor, self._render, text)
+        pcm = await engine.run(self._render, text)
         if pcm:
             yield pcm
 
