@@ -79,7 +79,6 @@ Call-ID: [call_id]
 CSeq: 1 INVITE
 Contact: <sip:{caller}@[local_ip]:[local_port]>
 Max-Forwards: 70
-X-SpotFunnel-Setup: {setup}
 Content-Type: application/sdp
 Content-Length: [len]
 
@@ -172,10 +171,13 @@ async def test_sipp_pcmu_caller_books_an_appointment(tmp_path: Path, services) -
     directory.prepare(key, CallSetup(agent=agent, db=db, clock=clock), record)
     edge = SipEdge(services, directory, port=0)
     await edge.start()
+    call_id = f"sipp-booking-{uuid.uuid4().hex}"  # the setup is bound to it in process, never by a header
+    edge.expect(call_id, setup_key=key, lockstep=False)
     (tmp_path / "booking.xml").write_text(SCENARIO_XML.format(
-        caller=scenario.caller_id, setup=key, pcap=tmp_path / "caller.pcap", pause_ms=int(length * 1000)))
+        caller=scenario.caller_id, pcap=tmp_path / "caller.pcap", pause_ms=int(length * 1000)))
     try:
-        code, log = await run_sipp(sipp, edge.server.port, ["-sf", "booking.xml"], tmp_path, length + 40)
+        code, log = await run_sipp(sipp, edge.server.port, ["-sf", "booking.xml", "-cid_str", call_id], tmp_path,
+                                   length + 40)
         await asyncio.wait_for(record.finished.wait(), 30)
     finally:
         await edge.stop()

@@ -64,12 +64,13 @@ class EchoHandler:
 class RawSip:
     """Sends hand-written SIP datagrams and collects what comes back."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.sock: UdpSocket | None = None
         self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def open(self) -> RawSip:
-        self.sock = await open_udp("127.0.0.1", 0, lambda data, _a: self.inbox.put_nowait(data), "raw-sip")
+        self.sock = await open_udp(self.host, 0, lambda data, _a: self.inbox.put_nowait(data), "raw-sip")
         return self
 
     @property

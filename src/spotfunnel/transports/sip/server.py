@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Any, Awaitable, Callable, Mapping
 
 from spotfunnel.transports.base import CallStarted
 from spotfunnel.transports.sip.admission import Admission, IncomingCall, Refusal, negotiate_request
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.client import DialogControl, DialogRequests
-from spotfunnel.transports.sip.dialog import SipDialog, apply_ack_answer, call_params, new_tag
-from spotfunnel.transports.sip.dtmf import info_digits
+from spotfunnel.transports.sip.dialog import SipDialog, call_params, new_tag
+from spotfunnel.transports.sip.in_dialog import ALLOW, InDialogHandlers
 from spotfunnel.transports.sip.health import probe_options, probe_target
 from spotfunnel.transports.sip.junk import JunkGuard
 from spotfunnel.transports.sip.media import SipMediaCodec
@@ -34,7 +32,6 @@ __all__ = ["IncomingCall", "SipServer"]
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
 #: dialogs held at once (ringing, up, or being refused): past it a new INVITE gets 503 before any state or
 #: RTP port is made for it, so an INVITE flood cannot exhaust memory or file descriptors
 MAX_DIALOGS = 1024
@@ -50,7 +47,7 @@ def _hostport(host: str, port: int) -> str:
 OnCall = Callable[[SipCallTransport], Awaitable[Any]]
 
 
-class SipServer:
+class SipServer(InDialogHandlers):
     """Answers calls on one UDP port and hands each admitted call to `on_call(transport)`.
 
     Every host and port from the network is checked on arrival (a bad one gets 400 with the reason);
@@ -410,97 +407,6 @@ class SipServer:
         if dialog.transport is not None:
             dialog.transport.end("no ACK from the caller")
         await self._client.bye(dialog)
-
-    def _reinvite(self, dialog: SipDialog, msg: SipMessage, addr: Address) -> None:
-        """A re-INVITE (hold, resume, a new RTP address): the call keeps its codec; the offer's address applies."""
-        if not dialog.answered or dialog.agreed is None or dialog.rtp is None:
-            # RFC 3261 14.2: an INVITE in the dialog before the first one's final response
-            self._respond(msg, addr, 500, "Server Internal Error", to_tag=dialog.local_tag,
-                          headers=[("Retry-After", str(random.randint(0, 10)))])
-            return
-        self._respond(msg, addr, 100, "Trying")
-        agreed = dialog.agreed
-        if not msg.body:  # our 200 OK is the offer, the ACK answers it (RFC 3264 5): offer both ways so a hold ends
-            agreed = dialog.agreed = replace(agreed, direction="sendrecv")
-            dialog.offered = True
-        else:
-            offer, refusal = negotiate_request(msg, (agreed.codec,))
-            if offer is None:
-                status, reason, headers = refusal or (500, "Server Internal Error", [])
-                self._respond(msg, addr, status, reason, to_tag=dialog.local_tag, headers=headers)
-                return  # RFC 3261 14.2: a refused re-INVITE leaves the call as it was
-            agreed = dialog.agreed = replace(agreed, remote_host=offer.remote_host, remote_port=offer.remote_port,
-                                             direction=offer.direction)
-            dialog.rtp.retarget((agreed.remote_host, agreed.remote_port), agreed.direction)
-        sdp = build_answer(agreed, self.advertise_host, dialog.rtp.port, dialog.sdp_session,
-                           dialog.next_sdp_version()).encode()
-        self._respond(msg, addr, 200, "OK", to_tag=dialog.local_tag,
-                      headers=[("Contact", dialog.local_contact), ("Content-Type", "application/sdp")], body=sdp)
-
-    # ---- other requests --------------------------------------------------------------------
-
-    def _in_dialog(self, msg: SipMessage) -> SipDialog | None:
-        """The dialog of an in-dialog request: its Call-ID and our To-tag (RFC 3261 12.2.2), not the Call-ID alone."""
-        dialog = self._dialogs.get(msg.call_id)
-        if dialog is None or header_param(msg.get("To") or "", "tag") != dialog.local_tag:
-            return None
-        return dialog
-
-    def _on_ack(self, msg: SipMessage, addr: Address) -> None:
-        dialog = self._in_dialog(msg)
-        if dialog is None:
-            return  # an ACK is never answered: one for another dialog (or a forged one) is ignored
-        dialog.acked.set()
-        if dialog.offered:
-            dialog.offered = False
-            apply_ack_answer(dialog, msg)
-
-    def _on_bye(self, msg: SipMessage, addr: Address) -> None:
-        dialog = self._in_dialog(msg)
-        if dialog is None:
-            self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")
-            return
-        self._respond(msg, addr, 200, "OK")
-        dialog.acked.set()  # a BYE implies the caller had the 200 OK
-        if dialog.transport is not None:
-            dialog.transport.end("caller hung up")
-        self._finish(dialog)
-
-    def _on_cancel(self, msg: SipMessage, addr: Address) -> None:
-        dialog = self._by_branch.get((msg.call_id, msg.branch))
-        if dialog is None:
-            self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")
-            return
-        self._respond(msg, addr, 200, "OK")
-        if dialog.answered or dialog.ended:
-            return  # too late: the call is up, the caller must send BYE
-        dialog.cancelled = True
-        self._respond_invite(dialog, 487, "Request Terminated", to_tag=dialog.local_tag)
-        log.info("SIP: call %s cancelled by the caller while ringing", dialog.call_id)
-        self._finish(dialog)
-
-    def _on_options(self, msg: SipMessage, addr: Address) -> None:
-        self._respond(msg, addr, 200, "OK", headers=[("Allow", ALLOW), ("Accept", "application/sdp"),
-                                                    ("Supported", "replaces")])
-
-    def _on_info(self, msg: SipMessage, addr: Address) -> None:
-        """SIP INFO DTMF (application/dtmf-relay 'Signal=5'), which some phones send instead of RFC 4733."""
-        dialog = self._in_dialog(msg)
-        if dialog is None or dialog.ended:
-            self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")
-            return
-        self._respond(msg, addr, 200, "OK")
-        if "dtmf" in (msg.get("Content-Type") or "").lower() and dialog.transport is not None:
-            for digit in info_digits(msg.body):
-                dialog.transport.on_dtmf(digit)
-
-    def _on_notify(self, msg: SipMessage, addr: Address) -> None:
-        """Progress of a transfer we asked for (a sipfrag like 'SIP/2.0 200 OK'); logged."""
-        if msg.call_id in self._dialogs and self._in_dialog(msg) is None:
-            self._respond(msg, addr, 481, "Call/Transaction Does Not Exist")  # our call, another dialog's tag
-            return
-        self._respond(msg, addr, 200, "OK")  # also after our BYE: the transfer's outcome may come late
-        log.info("SIP: transfer progress on %s: %s", msg.call_id, msg.body.decode("utf-8", "replace").strip()[:60])
 
     def _finish(self, dialog: SipDialog) -> None:
         dialog.ended = True
