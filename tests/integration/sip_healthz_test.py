@@ -1,6 +1,7 @@
 """/healthz reports each edge: a dead SIP socket makes the server 'degraded' (503) instead of 'ok'."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import httpx
@@ -28,6 +29,7 @@ async def test_healthz_reports_the_sip_edge_and_sees_it_die() -> None:
 
             # what a fatal send error does to a UDP transport: asyncio closes it under the server
             edge.server._socket._transport._fatal_error(OverflowError("port must be 0-65535"))  # type: ignore[union-attr]
+            await asyncio.sleep(0)  # asyncio reports the loss on its next turn
             dead = await client.get("/healthz")
         assert dead.status_code == 503
         body = dead.json()
