@@ -1,7 +1,7 @@
 """Signed Twilio webhooks against create_app: 403 / close 1008 unless signed, proxies honoured, keyless default open."""
 from __future__ import annotations
 
-import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -47,34 +47,54 @@ def test_forwarded_proto_and_host_are_the_signed_url_and_the_stream_url() -> Non
     headers = {"X-Twilio-Signature": SIGN(public, FORM), "X-Forwarded-Proto": "https",
                "X-Forwarded-Host": "voice.example.com"}
     r = client(TOKEN).post("/twilio/voice", data=FORM, headers=headers)
-    assert r.status_code == 200 and 'url="wss://voice.example.com/twilio/media"' in r.text
+    assert r.status_code == 200 and re.search(r'url="wss://voice\.example\.com/twilio/media/[\w-]{32}"', r.text)
     # the same signature does not pass for the URL the server sees locally
     assert client(TOKEN).post("/twilio/voice", data=FORM,
                               headers={"X-Twilio-Signature": SIGN(public, FORM)}).status_code == 403
 
 
-@pytest.mark.parametrize("headers", [{}, {"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"}])
-def test_unsigned_media_stream_is_refused_before_accept(headers: dict[str, str]) -> None:
+def _stream_url(api: TestClient, headers: dict[str, str]) -> str:
+    signed = {"X-Twilio-Signature": SIGN("https://voice.example.com/twilio/voice", FORM), **headers}
+    found = re.search(r'<Stream url="([^"]+)"', api.post("/twilio/voice", data=FORM, headers=signed).text)
+    assert found
+    return found.group(1)
+
+
+PROXIED = {"X-Forwarded-Proto": "https", "Host": "voice.example.com"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"}, "SIGNED_OTHER_STREAM"])
+def test_unsigned_media_stream_is_refused_before_accept(headers: dict[str, str] | str) -> None:
+    api = client(TOKEN)
+    url = _stream_url(api, PROXIED)
+    if headers == "SIGNED_OTHER_STREAM":  # a genuine signature captured from another call's stream
+        headers = {"X-Twilio-Signature": SIGN(_stream_url(api, PROXIED), {})}
+    assert isinstance(headers, dict)
     with capture_logs() as logs:
         with pytest.raises(WebSocketDisconnect) as refused:
-            with client(TOKEN).websocket_connect("/twilio/media", headers=headers):
+            with api.websocket_connect(url.removeprefix("wss://voice.example.com"), headers={**PROXIED, **headers}):
                 pass
     assert refused.value.code == 1008
-    assert any(e["event"] == "twilio.signature.rejected" and e["path"] == "/twilio/media" for e in logs)
+    assert any(e["event"] == "twilio.signature.rejected" and e["path"].startswith("/twilio/media/") for e in logs)
 
 
-def test_media_stream_signed_over_the_wss_url_with_no_params_is_accepted() -> None:
-    headers = {"X-Twilio-Signature": SIGN("wss://voice.example.com/twilio/media", {}),
-               "X-Forwarded-Proto": "https", "Host": "voice.example.com"}
-    with client(TOKEN).websocket_connect("/twilio/media", headers=headers) as ws:
-        ws.send_text(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+def test_media_stream_signed_over_its_own_wss_url_is_accepted_once() -> None:
+    api = client(TOKEN)
+    url = _stream_url(api, PROXIED)
+    headers = {"X-Twilio-Signature": SIGN(url, {}), **PROXIED}
+    path = url.removeprefix("wss://voice.example.com")
+    with api.websocket_connect(path, headers=headers):
+        pass  # accepted: the ticket is claimed
+    with pytest.raises(WebSocketDisconnect) as replayed:
+        with api.websocket_connect(path, headers=headers) as ws:
+            ws.receive_text()
+    assert replayed.value.code == 1008  # the same URL and signature open nothing a second time
 
 
 def test_without_a_token_webhooks_pass(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
-    assert client(None).post("/twilio/voice", data=FORM).status_code == 200
-    with client(None).websocket_connect("/twilio/media"):
-        pass
+    api = client(None)
+    assert api.post("/twilio/voice", data=FORM).status_code == 200
 
 
 @pytest.mark.models

@@ -5,6 +5,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,7 +30,21 @@ SIGN = RequestValidator(TOKEN).compute_signature
 STATUS = {"CallSid": "CA" + "2" * 32, "AccountSid": ACCOUNT_SID, "CallStatus": "no-answer",
           "Direction": "outbound-api", "From": "+14155550100", "To": "+14155550123", "CallDuration": "0",
           "SequenceNumber": "3", "Timestamp": "Sun, 22 Nov 2026 05:00:00 +0000", "CallbackSource": "call-progress-events"}
-STATUS_URL = "http://testserver/twilio/status?tenant=maple-street-salon"
+
+
+
+def place(api: TestClient, fake: FakeTwilio, to: str = "+14155550123") -> tuple[str, str]:
+    """Place an outbound call through POST /v1/calls; (our dial id from its webhook URL, Twilio's CallSid)."""
+    fake.requests.clear()
+    r = api.post("/v1/calls", json={"tenant": "maple-street-salon", "to": to}, headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 201, r.text
+    [create] = fake.creates()
+    dial_id = create.one("Url").split("?outbound=", 1)[1]
+    return dial_id, r.json()["call_sid"]
+
+
+def signed_post(api: TestClient, path: str, form: dict[str, str]) -> Any:
+    return api.post(path, data=form, headers={"X-Twilio-Signature": SIGN(f"http://testserver{path}", form)})
 
 
 def client(control: TwilioCallControl | None = None) -> TestClient:
@@ -42,6 +57,13 @@ def client(control: TwilioCallControl | None = None) -> TestClient:
 def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "SPOTFUNNEL_PUBLIC_URL", "SPOTFUNNEL_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def placing(fake: FakeTwilio, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """The app with call control at the fake Twilio and an API token, ready to place calls."""
+    monkeypatch.setenv("SPOTFUNNEL_API_TOKEN", "s3cret")
+    return client(TwilioCallControl(ACCOUNT_SID, AUTH_TOKEN, api_url=fake.url))
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +90,33 @@ def test_unsigned_or_wrongly_signed_status_callback_is_403(signature: str | None
     assert not [e for e in logs if e["event"].startswith("twilio.call") or e["event"].startswith("twilio.outbound")]
 
 
-def test_signed_final_status_of_an_outbound_call_is_logged_and_counted() -> None:
+def test_signed_final_status_of_an_outbound_call_is_logged_and_counted(placing: TestClient, fake: FakeTwilio) -> None:
     labels = {"tenant": "maple-street-salon", "status": "no-answer"}
     before = REGISTRY.get_sample_value("spotfunnel_outbound_calls_total", labels) or 0.0
+    dial_id, sid = place(placing, fake)
     with capture_logs() as logs:
-        r = client().post("/twilio/status?tenant=maple-street-salon", data=STATUS,
-                          headers={"X-Twilio-Signature": SIGN(STATUS_URL, STATUS)})
+        r = signed_post(placing, f"/twilio/status?outbound={dial_id}", {**STATUS, "CallSid": sid})
     assert r.status_code == 204
     [ended] = [e for e in logs if e["event"] == "twilio.outbound.ended"]
-    assert (ended["call_sid"], ended["status"], ended["to"]) == (STATUS["CallSid"], "no-answer", "+14155550123")
+    assert (ended["call_sid"], ended["status"], ended["to"], ended["tenant"]) == (
+        sid, "no-answer", "+14155550123", "maple-street-salon")
     assert REGISTRY.get_sample_value("spotfunnel_outbound_calls_total", labels) == before + 1
 
 
-def test_progress_status_is_logged_not_counted() -> None:
-    ringing = {**STATUS, "CallStatus": "ringing"}
+def test_a_status_callback_for_a_call_we_did_not_place_is_not_counted() -> None:
+    labels = {"tenant": "maple-street-salon", "status": "no-answer"}
+    before = REGISTRY.get_sample_value("spotfunnel_outbound_calls_total", labels) or 0.0
+    with capture_logs() as logs:  # the old form of our URL, which named the tenant: the request no longer picks it
+        r = signed_post(client(), "/twilio/status?tenant=maple-street-salon", STATUS)
+    assert r.status_code == 204 and not [e for e in logs if e["event"] == "twilio.outbound.ended"]
+    assert (REGISTRY.get_sample_value("spotfunnel_outbound_calls_total", labels) or 0.0) == before
+
+
+def test_progress_status_is_logged_not_counted(placing: TestClient, fake: FakeTwilio) -> None:
+    dial_id, sid = place(placing, fake)
     with capture_logs() as logs:
-        r = client().post("/twilio/status?tenant=maple-street-salon", data=ringing,
-                          headers={"X-Twilio-Signature": SIGN(STATUS_URL, ringing)})
+        r = signed_post(placing, f"/twilio/status?outbound={dial_id}", {**STATUS, "CallSid": sid,
+                                                                       "CallStatus": "ringing"})
     assert r.status_code == 204
     assert [e["status"] for e in logs if e["event"] == "twilio.call.status"] == ["ringing"]
     assert not [e for e in logs if e["event"] == "twilio.outbound.ended"]
@@ -101,38 +133,44 @@ class SilentSocket:
         pass
 
 
-def amd_form(label: str) -> dict[str, str]:
-    return {"AccountSid": ACCOUNT_SID, "CallSid": "CA" + "3" * 32, "AnsweredBy": label,
-            "MachineDetectionDuration": "4123"}
+def amd_form(label: str, sid: str = "CA" + "3" * 32) -> dict[str, str]:
+    return {"AccountSid": ACCOUNT_SID, "CallSid": sid, "AnsweredBy": label, "MachineDetectionDuration": "4123"}
 
 
-def live_transport() -> TwilioTransport:
+def live_transport(sid: str) -> TwilioTransport:
     transport = TwilioTransport(SilentSocket())
     transport.handle_text(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ3", "start": {
-        "streamSid": "MZ3", "callSid": "CA" + "3" * 32, "customParameters": {"direction": "outbound"},
+        "streamSid": "MZ3", "callSid": sid, "customParameters": {},
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))
     return transport
 
 
 @pytest.mark.parametrize("label, kind", [("machine_end_beep", "machine"), ("human", "human"), ("fax", "fax"),
                                          ("machine_start", "machine"), ("unknown", "unknown")])
-async def test_amd_result_reaches_the_live_call(label: str, kind: str) -> None:
-    api = client()
-    transport = live_transport()
+async def test_amd_result_reaches_the_live_call(label: str, kind: str, placing: TestClient, fake: FakeTwilio) -> None:
+    dial_id, sid = place(placing, fake)
+    transport = live_transport(sid)
     assert isinstance(await transport.receive(), CallStarted)
-    api.app.state.spotfunnel.twilio_calls.add(transport.call_sid, transport)
-    form = amd_form(label)
-    r = api.post("/twilio/amd", data=form, headers={"X-Twilio-Signature": SIGN("http://testserver/twilio/amd", form)})
+    placing.app.state.spotfunnel.twilio_calls.add(transport.call_sid, transport)
+    r = signed_post(placing, f"/twilio/amd?outbound={dial_id}", amd_form(label, sid))
     assert r.status_code == 204
     assert await transport.receive() == AnsweredBy(kind, label)
 
 
-async def test_amd_result_before_the_stream_starts_is_held_for_the_call() -> None:
-    api = client()
-    form = amd_form("machine_end_silence")
-    r = api.post("/twilio/amd", data=form, headers={"X-Twilio-Signature": SIGN("http://testserver/twilio/amd", form)})
+def test_an_amd_result_for_a_call_we_did_not_place_is_refused(placing: TestClient, fake: FakeTwilio) -> None:
+    dial_id, sid = place(placing, fake)
+    other = signed_post(placing, f"/twilio/amd?outbound={dial_id}", amd_form("machine_end_beep", "CA" + "9" * 32))
+    bare = signed_post(placing, "/twilio/amd", amd_form("machine_end_beep", sid))
+    assert other.status_code == bare.status_code == 404 and "not an outbound call" in other.json()["detail"]
+    assert len(placing.app.state.spotfunnel.twilio_calls._early) == 0  # nothing held for a call not ours
+
+
+async def test_amd_result_before_the_stream_starts_is_held_for_the_call(placing: TestClient, fake: FakeTwilio) -> None:
+    api = placing
+    dial_id, sid = place(api, fake)
+    r = signed_post(api, f"/twilio/amd?outbound={dial_id}", amd_form("machine_end_silence", sid))
     assert r.status_code == 204
-    transport = live_transport()
+    transport = live_transport(sid)
     assert isinstance(await transport.receive(), CallStarted)
     api.app.state.spotfunnel.twilio_calls.add(transport.call_sid, transport)
     assert await transport.receive() == AnsweredBy("machine", "machine_end_silence")
@@ -145,16 +183,20 @@ def test_unsigned_amd_callback_is_403() -> None:
 # ---- the outbound call's TwiML --------------------------------------------------------------
 
 
-def test_outbound_voice_webhook_streams_with_direction_and_the_parties_the_right_way_round() -> None:
-    form = {"CallSid": "CA" + "4" * 32, "AccountSid": ACCOUNT_SID, "Direction": "outbound-api",
+def test_outbound_voice_webhook_binds_the_stream_to_the_call_we_placed(placing: TestClient, fake: FakeTwilio) -> None:
+    dial_id, sid = place(placing, fake)
+    form = {"CallSid": sid, "AccountSid": ACCOUNT_SID, "Direction": "outbound-api",
             "From": "+14155550100", "To": "+14155550123", "CallStatus": "in-progress"}
-    url = "http://testserver/twilio/voice?tenant=maple-street-salon"
-    r = client().post("/twilio/voice?tenant=maple-street-salon", data=form,
-                      headers={"X-Twilio-Signature": SIGN(url, form)})
+    r = signed_post(placing, f"/twilio/voice?outbound={dial_id}", form)
     assert r.status_code == 200
     params = dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)" />', r.text))
-    assert params == {"tenant": "maple-street-salon", "call_sid": form["CallSid"], "direction": "outbound",
-                      "caller": "+14155550123", "called": "+14155550100"}
+    assert list(params) == ["stream_token"]  # who the call is stays on the server, in the ticket
+    [ticket] = placing.app.state.spotfunnel.directory.tickets._pending.values()
+    assert (ticket.token, ticket.call_sid, ticket.direction, ticket.caller, ticket.called, ticket.tenant) == (
+        params["stream_token"], sid, "outbound", "+14155550123", "+14155550100", "maple-street-salon")
+    # the same dial answered for another CallSid is not ours: no stream
+    replay = signed_post(placing, f"/twilio/voice?outbound={dial_id}", {**form, "CallSid": "CA" + "8" * 32})
+    assert "<Stream" not in replay.text and "<Hangup />" in replay.text
 
 
 # ---- placing a call: POST /v1/calls and spotfunnel dial -------------------------------------
@@ -172,9 +214,10 @@ def test_place_call_creates_it_at_twilio_with_our_callbacks(fake: FakeTwilio, mo
     assert body["call_sid"].startswith("CA") and body["status"] == "queued"
     assert (body["to"], body["from"]) == ("+14155550123", "+14155550100")
     [create] = fake.creates()
-    assert create.one("Url") == "https://voice.example.com/twilio/voice?tenant=maple-street-salon"
-    assert create.one("StatusCallback") == "https://voice.example.com/twilio/status?tenant=maple-street-salon"
-    assert create.one("AsyncAmdStatusCallback") == "https://voice.example.com/twilio/amd"
+    dial = re.fullmatch(r"https://voice\.example\.com/twilio/voice\?outbound=([\w-]{24})", create.one("Url"))
+    assert dial, create.one("Url")  # our own id of the call, not the tenant: the webhook cannot pick who calls
+    assert create.one("StatusCallback") == f"https://voice.example.com/twilio/status?outbound={dial.group(1)}"
+    assert create.one("AsyncAmdStatusCallback") == f"https://voice.example.com/twilio/amd?outbound={dial.group(1)}"
 
 
 @pytest.mark.parametrize("body, auth, code, message", [

@@ -7,6 +7,7 @@ import pytest
 import websockets
 
 from spotfunnel.api.limits import DEFAULT_BODY_CAP, WS_MAX_MESSAGE_BYTES
+from spotfunnel.transports.twilio_peer import answer_like_twilio
 
 from twilio_support import edge_app, running_app
 
@@ -62,7 +63,8 @@ async def test_small_webhook_bodies_still_reach_the_routes() -> None:
 
 async def test_oversized_websocket_message_closes_the_socket_unparsed() -> None:
     async with running_app(edge_app("")) as base:
-        async with websockets.connect(base.replace("http", "ws") + "/twilio/media", max_size=None) as ws:
+        peer = await answer_like_twilio(base, caller="+14155550111", called="+14155550100")  # a real ticket
+        async with websockets.connect(peer.url, max_size=None) as ws:
             await ws.send("x" * (WS_MAX_MESSAGE_BYTES + 1))
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 10)

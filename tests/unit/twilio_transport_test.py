@@ -12,7 +12,7 @@ import pytest
 from spotfunnel.audio.g711 import ulaw_decode, ulaw_encode
 from spotfunnel.audio.resample import resample_once
 from spotfunnel.transports.base import AudioIn, CallStarted, Dtmf, Hangup, InboundEvent, MarkPlayed, ProtocolIssue
-from spotfunnel.transports.twilio import ControlRequest, TwilioTransport
+from spotfunnel.transports.twilio import ControlRequest, StreamLimits, TwilioTransport
 
 
 class WebSocketDisconnect(Exception):
@@ -44,6 +44,14 @@ class FakeWebSocket:
     async def close(self, code: int = 1000) -> None:
         self.closed = True
         self.inbox.put_nowait(None)
+
+
+#: feeds scripted audio as fast as it is read: no pacing (the pacer has its own tests)
+UNPACED = StreamLimits(burst_s=3600.0, max_buffered_frames=1_000_000)
+
+
+def Unpaced(ws: FakeWebSocket, **kwargs: Any) -> TwilioTransport:  # noqa: N802 - reads like the class
+    return TwilioTransport(ws, limits=UNPACED, **kwargs)
 
 
 CONNECTED = {"event": "connected", "protocol": "Call", "version": "1.0.0"}
@@ -83,22 +91,36 @@ def mulaw_tone(seconds: float, freq: float = 1000.0) -> bytes:
     return ulaw_encode((np.sin(2 * np.pi * freq * t) * 12000).astype("<i2").tobytes())
 
 
-async def test_call_started_first_with_parameters() -> None:
-    ws = FakeWebSocket([CONNECTED, start({"tenant": "acme", "from": "+15550001", "to": "+15550002", "x": "y"}),
-                        stop(2)])
-    t = TwilioTransport(ws)
+async def test_the_stream_names_no_one_without_a_binding() -> None:
+    ws = FakeWebSocket([CONNECTED, start({"tenant": "acme", "from": "+15550001", "to": "+15550002", "caller": "+1",
+                                          "setup": "k", "lockstep": "1", "direction": "outbound"}), stop(2)])
+    t = Unpaced(ws)
     events = await drain(t)
-    assert events[0] == CallStarted(call_id="CA1", caller_id="+15550001", called="+15550002", tenant_id="acme",
-                                    params={"tenant": "acme", "from": "+15550001", "to": "+15550002", "x": "y"})
+    # whatever the custom parameters claim, identity and test switches never come from the stream
+    assert events[0] == CallStarted(call_id="CA1", caller_id="", called="", tenant_id=None, params={})
     assert events[-1] == Hangup("caller hung up")
     assert not t.lockstep and t.stream_sid == "MZ1"
     assert await t.receive() == Hangup("caller hung up")  # stays ended
 
 
-async def test_lockstep_parameter_sets_lockstep() -> None:
-    t = TwilioTransport(FakeWebSocket([CONNECTED, start({"lockstep": "1"}), stop(2)]))
-    await drain(t)
-    assert t.lockstep
+async def test_the_binding_decides_who_the_call_is_or_refuses_it() -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def bind(call_sid: str, params: dict[str, str]) -> CallStarted | str:
+        seen.append((call_sid, params))
+        if params.get("stream_token") != "t0k":
+            return "wrong token"
+        return CallStarted(call_id=call_sid, caller_id="+15550009", called="+15550100", tenant_id="ours")
+
+    events = await drain(Unpaced(FakeWebSocket([CONNECTED, start({"stream_token": "t0k", "tenant": "theirs"}),
+                                                stop(2)]), bind_start=bind))
+    assert events[0] == CallStarted(call_id="CA1", caller_id="+15550009", called="+15550100", tenant_id="ours")
+    assert seen == [("CA1", {"stream_token": "t0k", "tenant": "theirs"})]
+    refused = Unpaced(FakeWebSocket([CONNECTED, start({"stream_token": "nope"}), media(b"\xff" * 160, 2)]),
+                      bind_start=bind)
+    events = await drain(refused)
+    assert not any(isinstance(e, (CallStarted, AudioIn)) for e in events) and not refused.started
+    assert events[-1] == Hangup("rejected: wrong token")
 
 
 async def test_odd_payload_sizes_give_exact_640_byte_frames_and_lose_no_audio() -> None:
@@ -112,7 +134,7 @@ async def test_odd_payload_sizes_give_exact_640_byte_frames_and_lose_no_audio() 
         pos += size
         seq += 1
     messages.append(stop(seq))
-    t = TwilioTransport(FakeWebSocket(messages))
+    t = Unpaced(FakeWebSocket(messages))
     events = await drain(t)
     frames = [e.pcm for e in events if isinstance(e, AudioIn)]
     assert not [e for e in events if isinstance(e, ProtocolIssue)]
@@ -131,7 +153,7 @@ async def test_odd_payload_sizes_give_exact_640_byte_frames_and_lose_no_audio() 
 
 async def test_one_frame_per_20ms_twilio_chunk_while_streaming() -> None:
     ws = FakeWebSocket([CONNECTED, start()])
-    t = TwilioTransport(ws)
+    t = Unpaced(ws)
     assert isinstance(await t.receive(), CallStarted)
     for i in range(5):
         ws.push(media(bytes([0xFF]) * 160, i + 2))
@@ -143,7 +165,7 @@ async def test_duplicates_and_late_chunks_are_dropped_and_reported() -> None:
     chunk = bytes([0xFF]) * 160
     ws = FakeWebSocket([CONNECTED, start(), media(chunk, 2), media(chunk, 3), media(chunk, 3),
                         media(chunk, 5), media(chunk, 4), media(chunk, 6), stop(7)])
-    events = await drain(TwilioTransport(ws))
+    events = await drain(Unpaced(ws))
     issues = [e.message for e in events if isinstance(e, ProtocolIssue)]
     assert any("duplicate" in m and "3" in m for m in issues)
     assert any("missing" in m and "5" in m for m in issues)
@@ -157,7 +179,7 @@ async def test_a_corrupt_sequence_jump_does_not_silence_the_rest_of_the_call() -
     chunk = bytes([0xFF]) * 160
     ws = FakeWebSocket([CONNECTED, start(), media(chunk, 2), media(chunk, 999_999), media(chunk, 4),
                         media(chunk, 5), stop(6)])
-    events = await drain(TwilioTransport(ws))
+    events = await drain(Unpaced(ws))
     issues = [e.message for e in events if isinstance(e, ProtocolIssue)]
     assert len(issues) == 2 and "jumped back from 999999 to 4" in issues[1]
     assert sum(isinstance(e, AudioIn) for e in events) >= 4
@@ -169,7 +191,7 @@ async def test_chunk_numbers_used_when_sequence_numbers_are_absent() -> None:
         del msg["sequenceNumber"]
         return msg
 
-    events = await drain(TwilioTransport(FakeWebSocket([CONNECTED, start(), m(1), m(2), m(2), {"event": "stop"}])))
+    events = await drain(Unpaced(FakeWebSocket([CONNECTED, start(), m(1), m(2), m(2), {"event": "stop"}])))
     assert [e.message for e in events if isinstance(e, ProtocolIssue)] == [
         "duplicate message dropped: media chunk 2 after 2"]
 
@@ -186,9 +208,10 @@ async def test_malformed_unknown_and_premature_messages_never_raise() -> None:
         {"event": "start", "sequenceNumber": "7", "start": {}},
         stop(8),
     ])
-    events = await drain(TwilioTransport(ws))
+    t = TwilioTransport(ws, limits=StreamLimits(log_first_issues=20))
+    events = await drain(t)
     issues = [e.message for e in events if isinstance(e, ProtocolIssue)]
-    assert len(issues) == 10
+    assert len(issues) == 10 and t.stats["junk"] == 10
     for fragment in ("malformed JSON", "not a JSON object", "None", "'party'", "media before start",
                      "without media.payload", "not valid base64", "without mark.name", "without dtmf.digit",
                      "second start"):
@@ -197,26 +220,69 @@ async def test_malformed_unknown_and_premature_messages_never_raise() -> None:
     assert isinstance(events[-1], Hangup)
 
 
+async def test_a_junk_flood_is_counted_quietly_and_the_stream_closed() -> None:
+    ws = FakeWebSocket([CONNECTED, start()] + ["{junk"] * 500)
+    t = Unpaced(ws)
+    events = await drain(t)
+    # the first few issues are reported, then nothing until the budget runs out: no log or queue growth
+    assert sum(isinstance(e, ProtocolIssue) for e in events) == UNPACED.log_first_issues
+    assert events[-1] == Hangup(f"rejected: {UNPACED.junk_budget} malformed messages; the stream was closed")
+    assert t.stats["junk"] == UNPACED.junk_budget and ws.inbox.qsize() > 400  # the rest was never read
+
+
+async def test_good_messages_earn_back_the_junk_budget() -> None:
+    good = [media(b"\xff" * 160, seq) for seq in range(2, 2 + 10 * 60)]
+    mixed: list[str | dict[str, Any]] = [CONNECTED, start()]
+    for i in range(60):  # one junk message per ten good ones, 60 in all: more than the budget of 50
+        mixed += good[i * 10:(i + 1) * 10] + ["{junk"]
+    t = Unpaced(FakeWebSocket(mixed + [stop(10_000)]))
+    events = await drain(t)
+    assert events[-1] == Hangup("caller hung up") and t.stats["junk"] == 60
+
+
+async def test_an_oversized_message_is_refused_unparsed() -> None:
+    huge = json.dumps({"event": "media", "media": {"payload": "A" * 100_000}})
+    events = await drain(Unpaced(FakeWebSocket([CONNECTED, start(), huge, stop(2)])))
+    [issue] = [e.message for e in events if isinstance(e, ProtocolIssue)]
+    assert "refused unparsed" in issue and str(len(huge)) in issue
+    assert not any(isinstance(e, AudioIn) for e in events)
+
+
+async def test_no_start_in_time_closes_the_stream() -> None:
+    ws = FakeWebSocket([CONNECTED])
+    t = TwilioTransport(ws, limits=StreamLimits(start_timeout_s=0.05))
+    events = await drain(t)
+    assert events == [Hangup("rejected: no valid start message within 0.05 s")] and ws.closed
+
+
+async def test_a_started_stream_that_goes_silent_ends_the_call() -> None:
+    ws = FakeWebSocket([CONNECTED, start(), media(b"\xff" * 160, 2)])
+    t = TwilioTransport(ws, limits=StreamLimits(idle_timeout_s=0.05))
+    events = await drain(t)
+    assert isinstance(events[0], CallStarted) and isinstance(events[1], AudioIn)
+    assert events[-1] == Hangup("the stream went silent: no audio for 0.05 s") and ws.closed
+
+
 async def test_mark_dtmf_and_stop_events() -> None:
     ws = FakeWebSocket([CONNECTED, start(),
                         {"event": "mark", "sequenceNumber": "2", "streamSid": "MZ1", "mark": {"name": "turn-1"}},
                         {"event": "dtmf", "sequenceNumber": "3", "streamSid": "MZ1",
                          "dtmf": {"track": "inbound_track", "digit": "5"}},
                         stop(4)])
-    events = await drain(TwilioTransport(ws))
+    events = await drain(Unpaced(ws))
     assert events[1:] == [MarkPlayed("turn-1"), Dtmf("5"), Hangup("caller hung up")]
 
 
 async def test_websocket_close_is_a_hangup() -> None:
     ws = FakeWebSocket([CONNECTED, start()])
     ws.push(None)
-    events = await drain(TwilioTransport(ws))
+    events = await drain(Unpaced(ws))
     assert isinstance(events[-1], Hangup) and "websocket closed" in events[-1].reason
 
 
 async def test_unsupported_media_format_is_rejected_clearly() -> None:
     ws = FakeWebSocket([CONNECTED, start(encoding="audio/x-alaw"), media(b"\xff" * 160, 2)])
-    events = await drain(TwilioTransport(ws))
+    events = await drain(Unpaced(ws))
     assert isinstance(events[0], ProtocolIssue)
     assert "audio/x-alaw" in events[0].message and "expects audio/x-mulaw 8000 Hz mono" in events[0].message
     assert isinstance(events[-1], Hangup) and events[-1].reason.startswith("rejected")
@@ -225,7 +291,7 @@ async def test_unsupported_media_format_is_rejected_clearly() -> None:
 
 async def test_outbound_messages_have_twilio_shapes() -> None:
     ws = FakeWebSocket([CONNECTED, start()])
-    t = TwilioTransport(ws)
+    t = Unpaced(ws)
     await t.send_audio(bytes(640))  # before start: nowhere to send, dropped
     assert ws.sent == [] and t.stats["dropped_out"] == 1
     assert isinstance(await t.receive(), CallStarted)
@@ -245,7 +311,7 @@ async def test_outbound_messages_have_twilio_shapes() -> None:
 
 async def test_hangup_and_transfer_are_recorded_and_hangup_closes() -> None:
     ws = FakeWebSocket([CONNECTED, start()])
-    t = TwilioTransport(ws)
+    t = Unpaced(ws)
     assert isinstance(await t.receive(), CallStarted)
     await t.transfer("+15559876")
     assert not ws.closed
@@ -263,7 +329,7 @@ async def test_each_payload_size_alone(payload_size: int) -> None:
     msgs: list[str | dict[str, Any]] = [CONNECTED, start()]
     msgs += [media(audio[i : i + payload_size], 2 + n) for n, i in enumerate(range(0, len(audio), payload_size))]
     msgs.append(stop(len(msgs)))
-    events = await drain(TwilioTransport(FakeWebSocket(msgs)))
+    events = await drain(Unpaced(FakeWebSocket(msgs)))
     frames = [e.pcm for e in events if isinstance(e, AudioIn)]
     assert all(len(f) == 640 for f in frames)
     assert len(frames) * 640 >= len(audio) * 4  # every input sample is represented (8k -> 16k, 2 bytes)

@@ -1,23 +1,24 @@
 """Twilio's side of the server: voice webhook, Media Streams, status and AMD callbacks, and placing outbound calls."""
 from __future__ import annotations
 
-import contextlib
 import hmac
 import os
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlencode, urlsplit
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import Response
 from prometheus_client import Counter
 from pydantic import BaseModel
 from twilio.twiml.voice_response import VoiceResponse
 
 from spotfunnel.api.security import TwilioSignatureVerifier, public_url
-from spotfunnel.calls.call import CallSetup, CallSetupError, run_call
+from spotfunnel.api.twilio_media import STREAM_TOKEN_PARAM, mount_media_stream
+from spotfunnel.calls.call import CallSetupError
+from spotfunnel.calls.tickets import OutboundDials
+from spotfunnel.ops.capacity import CallCapacity
 from spotfunnel.transports.base import AnsweredBy, CallStarted
-from spotfunnel.transports.twilio import TwilioTransport
 from spotfunnel.transports.twilio_control import (
     MISSING_CREDENTIALS,
     OutboundCall,
@@ -39,6 +40,9 @@ FINAL_STATUSES = frozenset({"completed", "failed", "busy", "no-answer", "cancele
 OUTBOUND_ENDED = Counter("spotfunnel_outbound_calls_total",
                          "Outbound calls that ended, by tenant and Twilio's final call status", ["tenant", "status"])
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+#: our own id of an outbound call, in the webhook URLs we give Twilio (signed with them)
+OUTBOUND_PARAM = "outbound"
+BUSY_MESSAGE = "Sorry, all our lines are busy right now. Please call again in a few minutes."
 
 
 class OutboundRequest(BaseModel):
@@ -56,17 +60,23 @@ def answered_by(label: str) -> AnsweredBy:
     return AnsweredBy("unknown", label)
 
 
-def _voice_parties(form: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(direction, caller, called) from the agent's point of view.
+def _voice_parties(form: Mapping[str, Any], dial_id: str | None,
+                   dials: OutboundDials) -> tuple[str, str, str, str | None] | str:
+    """(direction, caller, called, tenant) from the agent's point of view, or why the call is refused.
 
-    Inbound: the caller is From and dialled To (the tenant's number). Outbound (Direction
-    outbound-api): Twilio's From is the tenant's number and To the person we call, who is the
-    agent's "caller" (the number the booking's confirmation goes to).
+    Inbound: the caller is From and dialled To (the tenant's number, which picks the tenant).
+    Outbound: only a call this server placed, named by our id in the webhook URL; its tenant and the
+    person called (the agent's "caller", where the confirmation goes) come from our record of it.
     """
-    frm, to = str(form.get("From", "")), str(form.get("To", ""))
+    frm, to, sid = str(form.get("From", "")), str(form.get("To", "")), str(form.get("CallSid", ""))
+    if dial_id is not None:
+        dial = dials.match(dial_id, sid)
+        if dial is None:
+            return f"outbound call {dial_id[:40]!r} with CallSid {sid[:40]!r} is not one this server placed"
+        return "outbound", dial.to, dial.from_, dial.tenant
     if str(form.get("Direction", "")).startswith("outbound"):
-        return "outbound", to, frm
-    return "inbound", frm, to
+        return "an outbound call without our call id in its webhook URL (not placed through /v1/calls)"
+    return "inbound", frm, to, None
 
 
 def callback_base(request: Request) -> str:
@@ -98,66 +108,66 @@ def require_api_token(request: Request) -> None:
                             f"missing or wrong API token: send 'Authorization: Bearer <{API_TOKEN_ENV}>'")
 
 
-def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIRouter:
-    """The Twilio routes over the server's state; webhooks are checked with `verifier`."""
+def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier,
+                  capacity: CallCapacity | None = None) -> APIRouter:
+    """The Twilio routes over the server's state; webhooks are checked with `verifier`.
+
+    New calls are answered while the process has room (`capacity`, default SPOTFUNNEL_MAX_CALLS),
+    counting the calls of every edge and the streams answered but not yet open.
+    """
     router = APIRouter()
     signed = [Depends(verifier.require_http)]
+    capacity = capacity or CallCapacity.from_env()
+    dials = OutboundDials()  # the outbound calls this server placed, by our own id
 
     @router.post("/twilio/voice", name="twilio_voice", dependencies=signed)
     async def voice_webhook(request: Request) -> Response:
         form = await request.form()
-        direction, caller, called = _voice_parties(form)
         call_sid = str(form.get("CallSid", ""))
-        hint = request.query_params.get("tenant") or None  # set on our outbound calls' webhook URL (signed)
+        if not call_sid:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "a voice webhook needs the call's CallSid")
+        parties = _voice_parties(form, request.query_params.get(OUTBOUND_PARAM), dials)
+        if isinstance(parties, str):
+            log.warning("twilio.voice.refused", call_sid=call_sid, reason=parties)
+            return _say_and_hang_up("Sorry, this call cannot be connected.")
+        direction, caller, called, tenant = parties
         try:
             agent = state.directory.agent_for(CallStarted(call_id=call_sid, caller_id=caller, called=called,
-                                                          tenant_id=hint))
+                                                          tenant_id=tenant))
         except CallSetupError as exc:
             log.warning("twilio.voice.unknown_number", called=called, direction=direction, reason=str(exc))
-            refusal = VoiceResponse()
-            refusal.say("Sorry, this number is not in service.")
-            refusal.hangup()
-            return _twiml(refusal)
-        ws_url = public_url(request.url_for("twilio_media"), request.headers, websocket=True)
-        params = {"tenant": agent.profile.id, "call_sid": call_sid, "direction": direction, "caller": caller,
-                  "called": called}
+            return _say_and_hang_up("Sorry, this number is not in service.")
+        tickets = state.directory.tickets
+        if not capacity.has_room(state.active_calls, tickets.pending()):
+            log.warning("twilio.voice.at_capacity", call_sid=call_sid, tenant=agent.profile.id,
+                        detail=capacity.describe(state.active_calls, tickets.pending()))
+            return _say_and_hang_up(BUSY_MESSAGE)
+        ticket = tickets.issue(call_sid=call_sid, caller=caller, called=called, tenant=agent.profile.id,
+                               direction=direction)
+        # the token is in the URL Twilio signs (a new signature per call) and repeated in the start message
+        ws_url = public_url(request.url_for("twilio_media", token=ticket.token), request.headers, websocket=True)
         response = VoiceResponse()
-        stream = response.connect().stream(url=ws_url)
-        for name, value in params.items():
-            stream.parameter(name=name, value=value)
+        response.connect().stream(url=ws_url).parameter(name=STREAM_TOKEN_PARAM, value=ticket.token)
         return _twiml(response)
 
-    @router.websocket("/twilio/media", name="twilio_media", dependencies=[Depends(verifier.require_websocket)])
-    async def twilio_media(websocket: WebSocket) -> None:
-        await websocket.accept()
-        transport = TwilioTransport(websocket, control=state.twilio_control)
-
-        def resolve(started: CallStarted) -> CallSetup:
-            state.twilio_calls.add(started.call_id, transport)  # webhooks (AMD) can reach the call from now on
-            return state.directory.resolve(started)
-
-        state.active_calls += 1
-        try:
-            await run_call(transport, state.services, resolve, state.directory.record_for)
-        finally:
-            state.active_calls -= 1
-            state.twilio_calls.remove(transport.call_sid, transport)
-            with contextlib.suppress(Exception):
-                await websocket.close()
+    mount_media_stream(router, state, verifier, capacity)
 
     @router.post("/twilio/status", dependencies=signed, status_code=204)
     async def call_status(request: Request) -> Response:
         form = await request.form()
         sid, call_status = str(form.get("CallSid", "")), str(form.get("CallStatus", ""))
-        direction, tenant = str(form.get("Direction", "")), request.query_params.get("tenant", "")
-        log.info("twilio.call.status", call_sid=sid, status=call_status, direction=direction, tenant=tenant,
-                 sequence=form.get("SequenceNumber"), duration_s=form.get("CallDuration"),
+        dial_id = request.query_params.get(OUTBOUND_PARAM, "")
+        dial = dials.match(dial_id, sid) if dial_id else None
+        tenant = dial.tenant if dial else ""
+        log.info("twilio.call.status", call_sid=sid, status=call_status, direction=form.get("Direction"),
+                 tenant=tenant, sequence=form.get("SequenceNumber"), duration_s=form.get("CallDuration"),
                  answered_by=form.get("AnsweredBy"))
-        if direction.startswith("outbound") and call_status in FINAL_STATUSES:
-            # Label values come from the request: only known tenants and statuses, so cardinality stays bounded.
-            OUTBOUND_ENDED.labels(tenant if state.directory.knows(tenant) else "unknown", call_status).inc()
-            log.info("twilio.outbound.ended", call_sid=sid, status=call_status, tenant=tenant, to=form.get("To"),
+        if dial is not None and call_status in FINAL_STATUSES:
+            # labels from our own record and a fixed set of statuses: cardinality stays bounded
+            OUTBOUND_ENDED.labels(dial.tenant, call_status).inc()
+            log.info("twilio.outbound.ended", call_sid=sid, status=call_status, tenant=dial.tenant, to=dial.to,
                      duration_s=form.get("CallDuration"), error_code=form.get("ErrorCode"))
+            dials.finish(dial.id)
         return Response(status_code=204)
 
     @router.post("/twilio/amd", dependencies=signed, status_code=204)
@@ -166,6 +176,10 @@ def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIR
         sid, label = str(form.get("CallSid", "")), str(form.get("AnsweredBy", ""))
         if not sid or not label:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "an AMD callback needs CallSid and AnsweredBy")
+        dial_id = request.query_params.get(OUTBOUND_PARAM, "")
+        if not dial_id or dials.match(dial_id, sid) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"call {sid[:40]!r} is not an outbound call this server "
+                                                           "placed; AMD callbacks come only for those")
         event = answered_by(label)
         live = state.twilio_calls.deliver(sid, event)
         log.info("twilio.amd", call_sid=sid, answered_by=label, kind=event.kind, live=live,
@@ -184,18 +198,29 @@ def twilio_router(state: ServerState, verifier: TwilioSignatureVerifier) -> APIR
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         if state.twilio_control is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, MISSING_CREDENTIALS)
-        base, query = callback_base(request), urlencode({"tenant": agent.profile.id})
+        dial = dials.add(tenant=agent.profile.id, to=to, from_=agent.profile.phone)
+        base, query = callback_base(request), urlencode({OUTBOUND_PARAM: dial.id})
         call = OutboundCall(to=to, from_=agent.profile.phone, url=f"{base}/twilio/voice?{query}",
-                            status_callback=f"{base}/twilio/status?{query}", amd_callback=f"{base}/twilio/amd")
+                            status_callback=f"{base}/twilio/status?{query}",
+                            amd_callback=f"{base}/twilio/amd?{query}")
         try:
             info = await state.twilio_control.place_call(call)
         except TwilioControlError as exc:
+            dials.finish(dial.id)
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
+        dials.bind(dial.id, info.sid)
         log.info("twilio.outbound.placed", call_sid=info.sid, tenant=agent.profile.id, to=to, status=info.status)
         return {"call_sid": info.sid, "status": info.status, "tenant": agent.profile.id, "to": to,
                 "from": agent.profile.phone}
 
     return router
+
+
+def _say_and_hang_up(words: str) -> Response:
+    refusal = VoiceResponse()
+    refusal.say(words)
+    refusal.hangup()
+    return _twiml(refusal)
 
 
 def _twiml(response: VoiceResponse) -> Response:

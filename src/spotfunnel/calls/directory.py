@@ -1,10 +1,12 @@
 """Which setup a new call gets: tenants by the number dialled or a parameter, or a prepared test setup."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
 from spotfunnel.calls.call import CallRecord, CallSetup, CallSetupError
+from spotfunnel.calls.tickets import StreamTicket, StreamTickets
 from spotfunnel.conversation.agent import AgentConfig, AgentConfigError, list_tenants, load_agent
 from spotfunnel.transports.base import CallStarted
 
@@ -15,10 +17,24 @@ class CallDirectory:
 
     default_setup: Callable[[AgentConfig], CallSetup]
     prepared: dict[str, tuple[CallSetup, CallRecord]] = field(default_factory=dict)
+    #: the media streams our webhook (or eval's harness) has answered for, not yet opened (calls/tickets.py)
+    tickets: StreamTickets = field(default_factory=StreamTickets)
     _agents: dict[str, AgentConfig] = field(default_factory=dict)
 
     def prepare(self, key: str, setup: CallSetup, record: CallRecord) -> None:
         self.prepared[key] = (setup, record)
+
+    def prepare_stream(self, setup: CallSetup, record: CallRecord, *, call_sid: str, caller: str,
+                       direction: str = "inbound", lockstep: bool = False) -> StreamTicket:
+        """In process only (eval, tests): a stream ticket bound to a prepared setup, optionally in lockstep.
+
+        This is the one way test behaviour reaches a Twilio call: nothing in the stream can select it.
+        """
+        key = uuid.uuid4().hex
+        self.prepare(key, setup, record)
+        profile = setup.agent.profile
+        return self.tickets.issue(call_sid=call_sid, caller=caller, called=profile.phone, tenant=profile.id,
+                                  direction=direction, prepared=key, lockstep=lockstep)
 
     def record_for(self, started: CallStarted) -> CallRecord | None:
         entry = self.prepared.get(started.params.get("setup", ""))

@@ -42,11 +42,14 @@ async def place_call(*, say: list[str], wavs: list[Path], server: str | None, te
     setup = CallSetup(agent=agent, db=db, clock=clock)
     line: CallerLine
     if server:
-        from spotfunnel.transports.twilio_peer import TwilioPeer
+        from spotfunnel.transports.twilio_peer import answer_like_twilio
 
-        url = server.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/twilio/media"
-        line = TwilioPeer(url, {"tenant": tenant, "caller": caller_id}, lockstep=fast, caller=caller_id,
-                          called=agent.profile.phone)
+        try:  # rung like Twilio rings it: the server's webhook answers with the stream to open
+            line = await answer_like_twilio(server, caller=caller_id, called=agent.profile.phone)
+        except ValueError as exc:
+            console.print(f"[red]{server} did not take the call: {exc}[/]")
+            return 1
+        url = line.url
         await line.connect()
         done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         done.set_result(None)
@@ -54,7 +57,8 @@ async def place_call(*, say: list[str], wavs: list[Path], server: str | None, te
         console.print(f"[dim]calling {url} (the agent's words are on the server's log)[/]")
     else:
         line, agent_side = await open_line("local", services, setup, record, caller_id, lockstep=fast)
-    caller = SimulatedCaller(line, turns, record.events, realtime=not fast)
+    # a server paces caller audio in real time (--fast runs only in process)
+    caller = SimulatedCaller(line, turns, record.events, realtime=not fast or server is not None)
     caller.on_reply = lambda said, ms: console.print(f"[cyan]  latency[/] {ms:.0f} ms after {said!r}")
     trace = await caller.run()
     await asyncio.wait_for(agent_side, 30)

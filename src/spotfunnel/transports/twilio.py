@@ -6,8 +6,9 @@ import base64
 import binascii
 import json
 import logging
+import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Union
 
 from spotfunnel.audio.frames import FRAME_BYTES, split_frames
 from spotfunnel.audio.g711 import ulaw_decode, ulaw_encode
@@ -23,13 +24,24 @@ from spotfunnel.transports.base import (
     ProtocolIssue,
 )
 from spotfunnel.transports.twilio_control import CallControl, ControlRequest, ControlRequests
+from spotfunnel.transports.twilio_guard import InboundPacer, IssueLog, JunkBudget, MessageOrder, StreamLimits
 
-__all__ = ["ControlRequest", "TwilioTransport", "WebSocketLike"]
+__all__ = ["ControlRequest", "StartBinding", "StreamLimits", "TwilioTransport", "WebSocketLike"]
 
 log = logging.getLogger(__name__)
 
 TWILIO_RATE = 8000
 MULAW_FRAME_BYTES = TWILIO_RATE * 20 // 1000  # 160 bytes = 20 ms of mu-law at 8 kHz
+MAX_PENDING_EVENTS = 256  # control events (marks, DTMF) waiting to be read; caller audio has its own cap
+
+#: who the call is, given the stream's callSid and custom parameters: the CallStarted taken from our
+#: own record of the call, or the reason the stream is refused
+StartBinding = Callable[[str, dict[str, str]], Union[CallStarted, str]]
+
+
+def _unbound(call_sid: str, _params: dict[str, str]) -> CallStarted:
+    """Without a binding the stream names no one: identity never comes from what the far end sends."""
+    return CallStarted(call_id=call_sid, caller_id="", called="")
 
 
 class WebSocketLike(Protocol):
@@ -38,35 +50,6 @@ class WebSocketLike(Protocol):
     async def receive_text(self) -> str: ...
 
     async def send_text(self, data: str) -> None: ...
-
-
-class _Order:
-    """Tracks a monotonically increasing message counter; says what to do with the next value.
-
-    A value at or below the last one is a duplicate or a late arrival and is dropped, unless it is
-    more than RESYNC_WINDOW behind: then the counter itself jumped (a corrupt or restarted
-    sequence), and it is accepted and followed from there rather than dropping the rest of the call.
-    """
-
-    RESYNC_WINDOW = 50  # one second of 20 ms media messages
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.last: int | None = None
-
-    def check(self, value: int) -> tuple[bool, str | None]:
-        """(accept, issue message) for the counter value of an arriving message."""
-        last = self.last
-        if last is not None and last - self.RESYNC_WINDOW <= value <= last:
-            kind = "duplicate" if value == last else "late (out of order)"
-            return False, f"{kind} message dropped: {self.label} {value} after {last}"
-        self.last = value
-        if last is not None and value < last:
-            return True, f"{self.label} jumped back from {last} to {value}; following the new numbering"
-        if last is not None and value > last + 1:
-            missing = value - last - 1
-            return True, f"{missing} message(s) missing before {self.label} {value} (gap after {last})"
-        return True, None
 
 
 def _as_int(value: Any) -> int | None:
@@ -94,9 +77,13 @@ class TwilioTransport:
 
     echoes_marks = True  # Twilio echoes each mark once the audio sent before it has played
 
-    def __init__(self, websocket: WebSocketLike, lockstep: bool = False, control: CallControl | None = None) -> None:
+    def __init__(self, websocket: WebSocketLike, lockstep: bool = False, control: CallControl | None = None,
+                 *, bind_start: StartBinding = _unbound, limits: StreamLimits = StreamLimits()) -> None:
         self.websocket = websocket
+        #: set by whoever creates the transport (eval's harness, in process); never by the stream
         self.lockstep = lockstep
+        self._bind_start = bind_start
+        self.limits = limits
         #: Twilio's REST API for this call (transfer, hang-up); None: requests are recorded, not carried out
         self._control = ControlRequests(control)
         self.stream_sid: str | None = None
@@ -105,17 +92,24 @@ class TwilioTransport:
         #: what the agent asked for (hang-up, transfer) and what became of it at Twilio
         self.control_requests: list[ControlRequest] = self._control.entries
         self.stats: dict[str, int] = {
-            "media_in": 0, "frames_in": 0, "frames_out": 0, "issues": 0, "dropped_out": 0,
+            "media_in": 0, "frames_in": 0, "frames_out": 0, "issues": 0, "junk": 0, "dropped_out": 0,
+            "dropped_in": 0, "dropped_events": 0,
         }
         self._pending: deque[InboundEvent] = deque()
+        self._audio_waiting = 0  # AudioIn items in _pending
+        self._pacer = InboundPacer(limits.burst_s)
+        self._junk = JunkBudget(limits.junk_budget, limits.good_per_junk)
+        self._issue_log = IssueLog(first=limits.log_first_issues)
+        self._opened_at = time.monotonic()
+        self._last_media_at = self._opened_at
         self._ended: Hangup | None = None
         self._socket_closed = False
         self._agent_hung_up = False
         self._mulaw_in = bytearray()
         self._upsampler = SteadyResampler(TWILIO_RATE, 16_000)
         self._downsampler = SteadyResampler(16_000, TWILIO_RATE)
-        self._seq = _Order("sequenceNumber")
-        self._chunks = _Order("media chunk")
+        self._seq = MessageOrder("sequenceNumber")
+        self._chunks = MessageOrder("media chunk")
         self._stream_check = StreamCheck(TWILIO_MEDIA_STREAMS)
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "connected": self._on_connected,
@@ -130,19 +124,57 @@ class TwilioTransport:
     def started(self) -> bool:
         return self.stream_sid is not None
 
+    @property
+    def ended_reason(self) -> str | None:
+        """Why the stream ended (caller hung up, went silent, rejected...); None while it is up."""
+        return self._ended.reason if self._ended is not None else None
+
     # ---- inbound -------------------------------------------------------------------------
 
     async def receive(self) -> InboundEvent:
-        """The next inbound item; Hangup once the stream is over (and on every call after)."""
-        while not self._pending:
-            if self._ended is not None:
-                return self._ended
-            await self._read_one()
-        return self._pending.popleft()
+        """The next inbound item; Hangup once the stream is over (and on every call after).
 
-    async def _read_one(self) -> None:
+        Caller audio comes out at most at real-time pace (lockstep: as it arrives): a sender that
+        pushes faster does not drive the call's clock, its excess is dropped and counted.
+        """
+        waiting_since = time.monotonic()
+        while True:
+            if self._pending:
+                if not isinstance(self._pending[0], AudioIn) or self.lockstep:
+                    return self._next_item()
+                hold = self._pacer.wait_s(time.monotonic())
+                if hold <= 0 or self._ended is not None:  # after the end the tail goes at once
+                    self._pacer.released(time.monotonic())
+                    return self._next_item()
+                await self._read_one(waiting_since, hold)  # read on while the frame waits its turn
+            elif self._ended is not None:
+                return self._ended
+            else:
+                await self._read_one(waiting_since)
+
+    def _next_item(self) -> InboundEvent:
+        item = self._pending.popleft()
+        if isinstance(item, AudioIn):
+            self._audio_waiting -= 1
+        return item
+
+    async def _read_one(self, waiting_since: float, at_most_s: float | None = None) -> None:
+        """Read one message within the stream's deadline (start, then idle); `at_most_s` caps the wait."""
+        if self._ended is not None:  # the stream is over: only the held audio is left to release
+            if at_most_s:
+                await asyncio.sleep(at_most_s)
+            return
+        deadline, overdue = self._deadline(waiting_since)
+        budget = deadline - time.monotonic()
+        if budget <= 0:
+            await self._close()
+            self._finish(overdue)
+            return
         try:
-            text = await self.websocket.receive_text()
+            async with asyncio.timeout(min(budget, at_most_s) if at_most_s is not None else budget):
+                text = await self.websocket.receive_text()
+        except TimeoutError:
+            return  # the loop looks at the deadline and the paced frame again
         except Exception as exc:  # starlette WebSocketDisconnect, ConnectionClosed, RuntimeError...
             self._socket_closed = True
             reason = "agent hung up" if self._agent_hung_up else f"websocket closed ({type(exc).__name__})"
@@ -150,26 +182,43 @@ class TwilioTransport:
             return
         self.handle_text(text)
 
+    def _deadline(self, waiting_since: float) -> tuple[float, str]:
+        """When this stream is overdue, and what to call it then."""
+        if not self.started:
+            limit = self.limits.start_timeout_s
+            return self._opened_at + limit, f"rejected: no valid start message within {limit:g} s"
+        limit = self.limits.idle_timeout_s
+        # measured from the later of the last media and this wait's start: a session busy elsewhere
+        # (lockstep thinking) has not been kept waiting by the caller
+        return max(self._last_media_at, waiting_since) + limit, f"the stream went silent: no audio for {limit:g} s"
+
     def handle_text(self, text: str) -> None:
         """Parse one Twilio message and queue what it means (public for replay tools and tests)."""
         if self._ended is not None:
             return  # after stop/close nothing more counts
+        if len(text) > self.limits.max_message_chars:  # refused before parsing: JSON of megabytes stalls the loop
+            self._junk_issue(f"message of {len(text)} characters refused unparsed (limit "
+                             f"{self.limits.max_message_chars}; a Twilio media message is ~300)")
+            return
         try:
             msg = json.loads(text)
         except json.JSONDecodeError as exc:
-            self._issue(f"malformed JSON ignored ({exc.msg}): {text[:80]!r}")
+            self._junk_issue(f"malformed JSON ignored ({exc.msg}): {text[:80]!r}")
             return
         if not isinstance(msg, dict):
-            self._issue(f"message is not a JSON object, ignored: {text[:80]!r}")
+            self._junk_issue(f"message is not a JSON object, ignored: {text[:80]!r}")
             return
         event = msg.get("event")
         handler = self._handlers.get(event) if isinstance(event, str) else None
         if handler is None:
-            self._issue(f"unknown or missing event {event!r} ignored")
+            self._junk_issue(f"unknown or missing event {str(event)[:40]!r} ignored")
             return
         if not self._in_order(msg):
             return
+        junk_before = self.stats["junk"]
         handler(msg)
+        if self.stats["junk"] == junk_before:  # a known event can still carry junk (a bad payload)
+            self._junk.good()
 
     def _in_order(self, msg: dict[str, Any]) -> bool:
         """Check sequenceNumber (or media.chunk when it is absent); drop duplicates and late ones."""
@@ -191,15 +240,15 @@ class TwilioTransport:
 
     def _on_start(self, msg: dict[str, Any]) -> None:
         if self.started:
-            self._issue("second start message ignored")
+            self._junk_issue("second start message ignored")
             return
         start = msg.get("start")
         if not isinstance(start, dict):
-            self._issue("start message without a 'start' object ignored")
+            self._junk_issue("start message without a 'start' object ignored")
             return
         stream_sid = start.get("streamSid") or msg.get("streamSid")
         if not isinstance(stream_sid, str) or not stream_sid:
-            self._issue("start message without streamSid ignored (cannot send audio back without it)")
+            self._junk_issue("start message without streamSid ignored (cannot send audio back without it)")
             return
         call_sid = str(start.get("callSid") or stream_sid)
         format_issues = self._stream_check.check_declared(start.get("mediaFormat"))
@@ -207,19 +256,17 @@ class TwilioTransport:
             problem = self._encoding_issue(format_issues[0], call_sid)
             self._finish(f"rejected: {problem}")
             return
-        self.stream_sid = stream_sid
-        self.call_sid = call_sid
         params = _str_params(start.get("customParameters"))
-        self.custom_parameters = params
-        if params.get("lockstep") == "1":
-            self.lockstep = True
-        self._pending.append(CallStarted(
-            call_id=self.call_sid,
-            caller_id=params.get("caller") or params.get("from") or "",
-            called=params.get("called") or params.get("to") or "",
-            tenant_id=params.get("tenant") or None,
-            params=params,
-        ))
+        bound = self._bind_start(call_sid, params)
+        if isinstance(bound, str):
+            self._issue(f"call {call_sid}: start refused: {bound}")
+            self._finish(f"rejected: {bound}")
+            return
+        self.stream_sid = stream_sid
+        self.call_sid = bound.call_id
+        self.custom_parameters = params  # for the log only: identity came from `bound`
+        self._last_media_at = time.monotonic()
+        self._pending.append(bound)
 
     def _encoding_issue(self, issue: EncodingIssue, call_sid: str | None = None) -> str:
         """Count an encoding problem and queue it as a ProtocolIssue naming the call; returns the message."""
@@ -230,11 +277,11 @@ class TwilioTransport:
 
     def _on_media(self, msg: dict[str, Any]) -> None:
         if not self.started:
-            self._issue("media before start ignored")
+            self._junk_issue("media before start ignored")
             return
         media = msg.get("media")
         if not isinstance(media, dict) or not isinstance(media.get("payload"), str):
-            self._issue("media message without media.payload ignored")
+            self._junk_issue("media message without media.payload ignored")
             return
         track = media.get("track")
         if track not in (None, "inbound", "inbound_track"):
@@ -242,9 +289,10 @@ class TwilioTransport:
         try:
             payload = base64.b64decode(media["payload"], validate=True)
         except (binascii.Error, ValueError):
-            self._issue("media payload is not valid base64, ignored")
+            self._junk_issue("media payload is not valid base64, ignored")
             return
         self.stats["media_in"] += 1
+        self._last_media_at = time.monotonic()
         for issue in self._stream_check.add_payload(payload):
             self._encoding_issue(issue)
         self._mulaw_in += payload
@@ -255,24 +303,39 @@ class TwilioTransport:
 
     def _queue_audio(self, pcm16k: bytes) -> None:
         for frame in split_frames(pcm16k):
+            if self._audio_waiting >= self.limits.max_buffered_frames:
+                # faster than real time (or a stalled session): the excess is dropped, not queued
+                self.stats["dropped_in"] += 1
+                if self.stats["dropped_in"] % 250 == 1:
+                    log.info("twilio stream %s: caller audio arrives faster than real time; %d frame(s) dropped",
+                             self.stream_sid, self.stats["dropped_in"])
+                continue
             self._pending.append(AudioIn(frame))
+            self._audio_waiting += 1
             self.stats["frames_in"] += 1
+
+    def _queue_event(self, event: InboundEvent) -> None:
+        """Queue a control event (mark, DTMF), bounded: a flood of them is dropped and counted."""
+        if len(self._pending) - self._audio_waiting >= MAX_PENDING_EVENTS:
+            self.stats["dropped_events"] += 1
+            return
+        self._pending.append(event)
 
     def _on_mark(self, msg: dict[str, Any]) -> None:
         mark = msg.get("mark")
         name = mark.get("name") if isinstance(mark, dict) else None
         if not isinstance(name, str):
-            self._issue("mark message without mark.name ignored")
+            self._junk_issue("mark message without mark.name ignored")
             return
-        self._pending.append(MarkPlayed(name))
+        self._queue_event(MarkPlayed(name))
 
     def _on_dtmf(self, msg: dict[str, Any]) -> None:
         dtmf = msg.get("dtmf")
         digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
         if not isinstance(digit, str) or not digit:
-            self._issue("dtmf message without dtmf.digit ignored")
+            self._junk_issue("dtmf message without dtmf.digit ignored")
             return
-        self._pending.append(Dtmf(digit))
+        self._queue_event(Dtmf(digit[:1]))
 
     def _on_stop(self, msg: dict[str, Any]) -> None:
         self._finish("caller hung up")
@@ -291,9 +354,21 @@ class TwilioTransport:
         self._pending.append(self._ended)
 
     def _issue(self, message: str) -> None:
+        """Count an issue; the first few and then one in a hundred are logged and passed on (rate limit)."""
         self.stats["issues"] += 1
-        log.info("twilio protocol issue (stream %s): %s", self.stream_sid, message)
-        self._pending.append(ProtocolIssue(message))
+        prefix = self._issue_log.admit()
+        if prefix is None:
+            return
+        log.info("twilio protocol issue (stream %s): %s%s", self.stream_sid, prefix, message)
+        self._queue_event(ProtocolIssue(prefix + message))
+
+    def _junk_issue(self, message: str) -> None:
+        """A malformed message: an issue that also spends the stream's junk budget; closed once it is spent."""
+        self.stats["junk"] += 1
+        self._issue(message)
+        if self._junk.spend():
+            log.warning("twilio stream %s closed: %d malformed messages", self.stream_sid, self._junk.junk)
+            self._finish(f"rejected: {self._junk.junk} malformed messages; the stream was closed")
 
     # ---- outbound ------------------------------------------------------------------------
 

@@ -7,12 +7,14 @@ import binascii
 import json
 import logging
 import uuid
+import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed
 
@@ -20,7 +22,7 @@ from spotfunnel.audio.frames import FRAME_BYTES
 from spotfunnel.audio.g711 import ulaw_decode, ulaw_encode
 from spotfunnel.audio.resample import SteadyResampler
 
-__all__ = ["TwilioPeer"]
+__all__ = ["TwilioPeer", "answer_like_twilio"]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,9 @@ class TwilioPeer:
     `exchange(frame)` sends one 20 ms caller frame and returns the 20 ms of agent audio the caller
     hears during that tick (PCM16 16 kHz, 640 bytes) or None. Agent media go into a playback
     buffer; `clear` empties it (echoing the marks it held, as Twilio does); a mark is echoed when
-    playback reaches it. In lockstep mode each exchange waits for one agent media message.
-    Pacing in real time is the caller's job, not the peer's.
+    playback reaches it. In lockstep mode each exchange waits for one agent media message (the
+    server runs the call in lockstep only when eval's harness asked for it in process: nothing this
+    peer sends can switch it on). Pacing in real time is the caller's job, not the peer's.
     """
 
     def __init__(
@@ -49,18 +52,16 @@ class TwilioPeer:
         caller: str = "+15550100001",
         called: str = "+15550100002",
         lockstep_timeout_s: float = 30.0,
+        call_sid: str | None = None,
     ) -> None:
         self.url = url
-        params = dict(custom_parameters or {})
-        self.lockstep = lockstep or params.get("lockstep") == "1"
-        if self.lockstep:
-            params["lockstep"] = "1"
-        self.custom_parameters = params
+        self.lockstep = lockstep
+        self.custom_parameters = dict(custom_parameters or {})
         self.caller = caller
         self.called = called
         self.lockstep_timeout_s = lockstep_timeout_s
         self.stream_sid = "MZ" + uuid.uuid4().hex
-        self.call_sid = "CA" + uuid.uuid4().hex
+        self.call_sid = call_sid or "CA" + uuid.uuid4().hex
         self.account_sid = "AC" + uuid.uuid4().hex
         #: True once the socket is closed; if the server closed it, the agent hung up (`ended_reason`)
         self.closed = False
@@ -294,3 +295,32 @@ class TwilioPeer:
             self.closed = True
             self.ended_reason = reason
             self._closed_event.set()
+
+
+async def answer_like_twilio(server: str, *, caller: str, called: str, lockstep: bool = False,
+                             timeout_s: float = 10.0) -> TwilioPeer:
+    """Ring `server` (http://host:port) as Twilio does: POST the voice webhook, then a peer for the TwiML's <Stream>.
+
+    The stream URL and its parameters (the single-use stream token) are whatever the webhook
+    answered; the peer is not connected yet. Raises ValueError when the server answered without a
+    stream (a refusal such as "number not in service" or "all lines busy").
+    """
+    call_sid = "CA" + uuid.uuid4().hex
+    form = {"CallSid": call_sid, "AccountSid": "AC" + uuid.uuid4().hex, "From": caller, "To": called,
+            "Direction": "inbound", "CallStatus": "ringing"}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as http:
+            response = await http.post(f"{server.rstrip('/')}/twilio/voice", data=form)
+    except httpx.HTTPError as exc:
+        raise ValueError(f"no answer from {server} ({type(exc).__name__}); is `spotfunnel serve` running?") from None
+    if response.status_code != 200:
+        raise ValueError(f"the voice webhook answered HTTP {response.status_code}: {response.text[:200]}")
+    try:
+        stream = ET.fromstring(response.text).find("./Connect/Stream")
+    except ET.ParseError as exc:
+        raise ValueError(f"the voice webhook's TwiML does not parse ({exc}): {response.text[:200]}") from None
+    if stream is None or not stream.get("url"):
+        raise ValueError(f"the server did not connect a stream: {response.text[:300]}")
+    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    return TwilioPeer(str(stream.get("url")), params, lockstep=lockstep, caller=caller, called=called,
+                      call_sid=call_sid, lockstep_timeout_s=timeout_s * 3)
