@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from conversation_fakes import Call, local
+from conversation_support import Call, local
 
-from spotfunnel.conversation.policy import UserTurn
 from spotfunnel.conversation.state import Ask
 
 NOW = "2026-12-08T10:00:00-08:00"  # Tuesday
 
 
 async def keys(call: Call, pressed: str) -> str:
-    replies = [r async for r in call.policy.respond(UserTurn(text=pressed, dtmf=pressed))]
-    return " ".join(r.text for r in replies if not r.filler)
+    return await call.keys(pressed)
 
 
 async def to_caller_id_question(call: Call) -> None:
@@ -26,7 +24,7 @@ async def test_pressing_1_takes_the_caller_id_and_1_again_confirms_the_booking()
     await to_caller_id_question(call)
     assert "Just to confirm" in await keys(call, "1")
     assert "You're all set" in await keys(call, "1")
-    [booking] = call.ledger.bookings.values()
+    [booking] = await call.active()
     assert (booking.phone, booking.start) == ("+14155550166", local(date(2026, 12, 9), 15))
 
 
@@ -35,7 +33,7 @@ async def test_pressing_2_at_the_read_back_asks_what_to_change() -> None:
     await to_caller_id_question(call)
     await keys(call, "1")
     assert "What should I change" in await keys(call, "2")
-    assert call.policy.outcome is None and not call.ledger.bookings
+    assert call.policy.outcome is None and not await call.active()
 
 
 async def test_a_number_typed_on_the_keypad_fills_the_phone_slot() -> None:
@@ -57,7 +55,7 @@ async def test_keys_that_answer_nothing_are_not_understood() -> None:
 
 async def test_cancellation_confirmed_with_1() -> None:
     call = Call(NOW, "+14155550188")
-    call.ledger.add("Omar Hassan", "+14155550188", "haircut", local(date(2026, 12, 9), 11))
+    await call.seed("Omar Hassan", "+14155550188", "haircut", local(date(2026, 12, 9), 11))
     assert "Shall I cancel it?" in await call.text("I need to cancel my appointment")
     assert call.policy.ask is Ask.CONFIRM_CANCEL
     assert "is cancelled" in await keys(call, "1")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from conversation_fakes import Call, local
+from conversation_support import Call, local
 
-from spotfunnel.conversation.policy import AgentReply
+from spotfunnel.conversation.policy import AgentReply, UserTurn
 from spotfunnel.conversation.state import Ask
 
 NOW = "2026-12-08T10:00:00-08:00"  # Tuesday
@@ -21,7 +21,7 @@ async def test_everything_in_one_sentence() -> None:
     )
     await call.text("Yes")
     assert call.policy.outcome == "booked"
-    assert [(b.service_id, b.start) for b in call.ledger.bookings.values()] == [("beard-trim", local(SAT, 12))]
+    assert [(b.service_id, b.start) for b in await call.active()] == [("beard-trim", local(SAT, 12))]
 
 
 async def test_tomorrow_at_three_fills_service_day_and_time() -> None:
@@ -47,7 +47,7 @@ async def test_correction_at_read_back() -> None:
     again = await call.text("No, make it 4:30.")
     assert again == "Just to confirm: a haircut on Friday, December 11 at 4:30 PM for Maria Lopez. Is that right?"
     await call.text("Yes, that's right.")
-    assert [b.start for b in call.ledger.bookings.values()] == [local(FRI, 16, 30)]
+    assert [b.start for b in await call.active()] == [local(FRI, 16, 30)]
 
 
 async def test_correction_at_read_back_with_whisper_compact_time() -> None:
@@ -57,7 +57,7 @@ async def test_correction_at_read_back_with_whisper_compact_time() -> None:
     again = await call.text("No, make it 430.")
     assert again == "Just to confirm: a haircut on Friday, December 11 at 4:30 PM for Thomas Anderson. Is that right?"
     await call.text("Yes.")
-    assert [b.start for b in call.ledger.bookings.values()] == [local(FRI, 16, 30)]
+    assert [b.start for b in await call.active()] == [local(FRI, 16, 30)]
 
 
 async def test_bare_no_time_at_read_back_still_asks_what_to_change() -> None:
@@ -102,15 +102,17 @@ async def test_closed_day_offers_open_times() -> None:
 
 async def test_pick_an_offered_time_by_its_time_or_order() -> None:
     call = Call(NOW)
-    call.ledger.add("Paul Adams", "+14155550199", "color", local(FRI, 13))
+    await call.seed("Paul Adams", "+14155550199", "color", local(FRI, 13))
     await call.text("a blowout on Friday at two")
     assert "full name" in await call.text("2:30 works")
     assert call.policy.ctx.state.draft.start(call.agent.profile.tz) == local(FRI, 14, 30)
     other = Call(NOW)
-    other.ledger.add("Paul Adams", "+14155550199", "color", local(FRI, 13))
-    await other.text("a blowout on Friday at two")
+    await other.seed("Paul Adams", "+14155550199", "color", local(FRI, 13))
+    # The ledger offers the two free starts nearest to 2 PM (the color runs 1 to 2:30), not one each side.
+    offer = await other.text("a blowout on Friday at two")
+    assert "The nearest free times are 2:30 PM and 2:45 PM." in offer
     await other.text("the later one")
-    assert other.policy.ctx.state.draft.start(other.agent.profile.tz) == local(FRI, 14, 30)
+    assert other.policy.ctx.state.draft.start(other.agent.profile.tz) == local(FRI, 14, 45)
 
 
 async def test_three_misunderstandings_transfer() -> None:
@@ -143,7 +145,7 @@ async def test_asking_for_a_person_transfers() -> None:
 
 async def test_reschedule_end_to_end() -> None:
     call = Call(NOW, "+14155550144")
-    call.ledger.add("Grace Kim", "+14155550144", "haircut", local(SAT, 10))
+    await call.seed("Grace Kim", "+14155550144", "haircut", local(SAT, 10))
     found = await call.text("I'd like to move my appointment")
     assert found == "I found your haircut on Saturday, December 12 at 10 AM. Is that the one you'd like to move?"
     assert await call.text("Yes.") == "What day and time would you like instead?"
@@ -155,21 +157,24 @@ async def test_reschedule_end_to_end() -> None:
     done = await call.text("yes")
     assert "now on Friday, December 11 at 4 PM" in done
     assert call.policy.outcome == "rescheduled"
-    assert [b.start for b in call.ledger.bookings.values()] == [local(FRI, 16)]
-    assert call.ledger.sms_to == ["+14155550144"]
+    assert [b.start for b in await call.active()] == [local(FRI, 16)]
+    assert await call.sms_to() == ["+14155550144"]
 
 
-async def test_reschedule_asks_for_the_number_when_caller_id_has_none() -> None:
+async def test_reschedule_under_another_number_needs_name_and_day_first() -> None:
     call = Call(NOW, "+14155550111")
-    call.ledger.add("Grace Kim", "+14155550144", "haircut", local(SAT, 10))
+    await call.seed("Grace Kim", "+14155550144", "haircut", local(SAT, 10))
     ask = await call.text("Can I reschedule my haircut on Saturday to Friday at 11?")
     assert "couldn't find" in ask and "booked under" in ask
-    found = await call.text("four one five five five five zero one four four")
+    proof = await call.text("four one five five five five zero one four four")
+    assert "full name on the appointment" in proof and "Saturday" not in proof  # nothing read out yet
+    found = await call.text("Grace Kim")  # the day, Saturday, was in the request
     assert found.startswith("I found your haircut on Saturday, December 12 at 10 AM.")
     readback = await call.text("yes, that one")
     assert "to Friday, December 11 at 11 AM" in readback
     await call.text("yes")
     assert call.policy.outcome == "rescheduled"
+    assert [(b.phone, b.start) for b in await call.active()] == [("+14155550144", local(FRI, 11))]
 
 
 async def test_questions_are_answered_from_the_profile() -> None:
@@ -184,16 +189,19 @@ async def test_questions_are_answered_from_the_profile() -> None:
 
 
 async def test_slow_ledger_gets_a_filler_first() -> None:
-    call = Call(NOW, delay_s=0.6)
-    replies = await call.say("a haircut on Friday at 2")
-    assert replies[0].filler and replies[0].text == "One moment while I check that."
-    assert not replies[1].filler and "full name" in replies[1].text
+    call = Call(NOW, gated=True)  # the slot check does not answer until the gate opens
+    replies = call.policy.respond(UserTurn(text="a haircut on Friday at 2"))
+    filler = await anext(replies)
+    assert filler.filler and filler.text == "One moment while I check that."
+    call.ledger.gate.set()
+    rest = [r async for r in replies]
+    assert len(rest) == 1 and not rest[0].filler and "full name" in rest[0].text
 
 
 async def test_fast_ledger_needs_no_filler() -> None:
-    call = Call(NOW, delay_s=0.0)
+    call = Call(NOW)
     replies = await call.say("a haircut on Friday at 2")
-    assert len(replies) == 1 and not replies[0].filler
+    assert len(replies) == 1 and not replies[0].filler and "full name" in replies[0].text
 
 
 async def test_history_keeps_only_heard_words() -> None:

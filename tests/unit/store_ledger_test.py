@@ -9,11 +9,13 @@ from sqlalchemy import func, select
 from store_support import la, make_ledger
 
 from spotfunnel.store import outbox
+from spotfunnel.store.access import ChangeRefused, Requester
 from spotfunnel.store.ledger import BookingNotFound, SlotUnavailable
 from spotfunnel.store.models import Booking, OutboxJob
 from spotfunnel.store.queries import jobs
 
 NOW = la(2026, 12, 8, 10)  # Tuesday 10:00 PST
+OWNER = Requester("+14155550144")  # a call from the number the test bookings are made under
 
 
 def _count(db, model) -> int:  # type: ignore[no-untyped-def]
@@ -171,9 +173,9 @@ async def test_booking_and_sms_job_are_atomic(monkeypatch: pytest.MonkeyPatch) -
 async def test_reschedule_excludes_itself_and_enqueues_sms() -> None:
     db, ledger, _ = make_ledger(NOW)
     rec = await ledger.book(name="N", phone="+14155550144", service_id="color", start=la(2026, 12, 11, 13), call_id="c1")
-    moved = await ledger.reschedule(rec.id, la(2026, 12, 11, 13, 30), call_id="c2")  # overlaps its old self only
+    moved = await ledger.reschedule(rec.id, la(2026, 12, 11, 13, 30), by=OWNER, call_id="c2")  # overlaps its old self only
     assert moved.id == rec.id and moved.start == la(2026, 12, 11, 13, 30) and moved.end == la(2026, 12, 11, 15)
-    again = await ledger.reschedule(rec.id, la(2026, 12, 11, 13, 30), call_id="c2")
+    again = await ledger.reschedule(rec.id, la(2026, 12, 11, 13, 30), by=OWNER, call_id="c2")
     assert again == moved
     kinds = [(j.kind, j.payload["action"]) for j in await jobs(db)]
     assert kinds == [("sms.confirmation", "booked"), ("sms.confirmation", "rescheduled")]
@@ -184,7 +186,7 @@ async def test_reschedule_into_taken_slot_is_refused_and_changes_nothing() -> No
     await _seed_color_friday(ledger)
     rec = await ledger.book(name="N", phone="+14155550144", service_id="haircut", start=la(2026, 12, 11, 10), call_id="c")
     with pytest.raises(SlotUnavailable) as err:
-        await ledger.reschedule(rec.id, la(2026, 12, 11, 14), call_id="c2")
+        await ledger.reschedule(rec.id, la(2026, 12, 11, 14), by=OWNER, call_id="c2")
     assert err.value.check.reason == "taken" and len(err.value.check.alternatives) == 2
     assert (await ledger.get(rec.id)).start == la(2026, 12, 11, 10)
     assert len(await jobs(db)) == 1
@@ -193,14 +195,14 @@ async def test_reschedule_into_taken_slot_is_refused_and_changes_nothing() -> No
 async def test_cancel_frees_the_slot_and_is_idempotent() -> None:
     db, ledger, _ = make_ledger(NOW)
     rec = await ledger.book(name="N", phone="+14155550144", service_id="haircut", start=la(2026, 12, 11, 10), call_id="c")
-    cancelled = await ledger.cancel(rec.id, call_id="c2")
+    cancelled = await ledger.cancel(rec.id, by=OWNER, call_id="c2")
     assert cancelled.status == "cancelled"
-    assert (await ledger.cancel(rec.id, call_id="c3")).status == "cancelled"
+    assert (await ledger.cancel(rec.id, by=OWNER, call_id="c3")).status == "cancelled"
     assert [j.payload["action"] for j in await jobs(db)] == ["booked", "cancelled"]
     assert (await ledger.check("haircut", la(2026, 12, 11, 10))).ok
     assert await ledger.active() == []
     with pytest.raises(BookingNotFound):
-        await ledger.reschedule(rec.id, la(2026, 12, 11, 11), call_id="c4")
+        await ledger.reschedule(rec.id, la(2026, 12, 11, 11), by=OWNER, call_id="c4")
 
 
 async def test_unknown_booking_and_other_tenant_are_not_found() -> None:
@@ -211,9 +213,9 @@ async def test_unknown_booking_and_other_tenant_are_not_found() -> None:
 
     other = BookingLedger(db, other_profile, clock)
     with pytest.raises(BookingNotFound):
-        await other.cancel(rec.id, call_id="x")
+        await other.cancel(rec.id, by=OWNER, call_id="x")
     with pytest.raises(BookingNotFound):
-        await ledger.cancel("nope", call_id="x")
+        await ledger.cancel("nope", by=OWNER, call_id="x")
     assert await other.active() == [] and await other.find_upcoming("+14155550144") == []
 
 
@@ -277,3 +279,71 @@ async def test_dst_alternatives_across_the_transition_night() -> None:
     assert check.reason == "closed"
     assert check.alternatives == [la(2026, 3, 7, 15, 15), la(2026, 3, 7, 15, 30)]  # Saturday before closing
     assert [a.utcoffset() for a in check.alternatives] == [timedelta(hours=-8)] * 2
+
+
+async def _grace_saturday(ledger):  # type: ignore[no-untyped-def]
+    [rec] = await ledger.seed([{"name": "Grace Kim", "phone": "+14155550144", "service": "haircut",
+                                "start": la(2026, 12, 12, 10)}])
+    return rec
+
+
+@pytest.mark.parametrize(
+    "stranger",
+    [
+        Requester("+14155550177"),  # another number, no proof
+        Requester(None),  # no caller ID (a browser call), no proof
+        Requester("+14155550177", name="Grace Lee", day=la(2026, 12, 12).date()),  # wrong name
+        Requester("+14155550177", name="Grace Kim", day=la(2026, 12, 11).date()),  # wrong day
+        Requester(None, name="Grace", day=la(2026, 12, 12).date()),  # half the name
+    ],
+)
+async def test_another_number_cannot_change_a_booking_without_its_name_and_day(stranger: Requester) -> None:
+    db, ledger, _ = make_ledger(NOW)
+    rec = await _grace_saturday(ledger)
+    with pytest.raises(ChangeRefused):
+        await ledger.cancel(rec.id, by=stranger, call_id="c2")
+    with pytest.raises(ChangeRefused):
+        await ledger.reschedule(rec.id, la(2026, 12, 11, 11), by=stranger, call_id="c2")
+    assert (await ledger.get(rec.id)).model_dump() == rec.model_dump()
+    assert await jobs(db) == []  # no SMS either
+
+
+async def test_proof_changes_a_booking_and_tells_the_booked_number_who_did() -> None:
+    db, ledger, _ = make_ledger(NOW)
+    rec = await _grace_saturday(ledger)
+    saturday = la(2026, 12, 12).date()
+    moved = await ledger.reschedule(
+        rec.id, la(2026, 12, 12, 11), by=Requester("+14155550177", name="grace  KIM", day=saturday), call_id="c2"
+    )
+    assert moved.start == la(2026, 12, 12, 11)
+    await ledger.cancel(rec.id, by=Requester(None, name="Grace Kim", day=saturday), call_id="c3")
+    assert await ledger.active() == []
+    payloads = [j.payload for j in await jobs(db)]
+    assert [(p["to"], p["action"], p["changed_from_last4"]) for p in payloads] == [
+        ("+14155550144", "rescheduled", "0177"), ("+14155550144", "cancelled", ""),
+    ]
+    assert "+14155550177" not in str(payloads)  # the other line's full number is kept nowhere
+
+
+async def test_the_owner_needs_no_proof_and_its_sms_says_nothing_of_other_lines() -> None:
+    db, ledger, _ = make_ledger(NOW)
+    rec = await _grace_saturday(ledger)
+    await ledger.cancel(rec.id, by=OWNER, call_id="c2")
+    [job] = await jobs(db)
+    assert job.payload["action"] == "cancelled" and "changed_from_last4" not in job.payload
+
+
+async def test_find_proven_returns_only_the_booking_named_and_dated() -> None:
+    _, ledger, clock = make_ledger(NOW)
+    rec = await _grace_saturday(ledger)
+    await ledger.seed([
+        {"name": "Grace Kim", "phone": "+14155550144", "service": "blowout", "start": la(2026, 12, 11, 10)},
+        {"name": "Grace Kim", "phone": "+14155550155", "service": "haircut", "start": la(2026, 12, 12, 12)},
+    ])
+    saturday = la(2026, 12, 12).date()
+    assert await ledger.find_proven("+14155550144", name="Grace Kim", day=saturday) == [rec]
+    assert await ledger.find_proven("(415) 555-0144", name="gráce kim", day=saturday) == [rec]
+    assert await ledger.find_proven("+14155550144", name="Grace Lee", day=saturday) == []
+    assert await ledger.find_proven("+14155550144", name="Grace Kim", day=la(2026, 12, 10).date()) == []
+    clock.set(la(2026, 12, 12, 10, 30))  # started: no longer upcoming, so no longer changeable
+    assert await ledger.find_proven("+14155550144", name="Grace Kim", day=saturday) == []

@@ -7,6 +7,7 @@ from datetime import timedelta
 from store_support import la, make_ledger
 
 from spotfunnel.integrations.sms import SmsSink
+from spotfunnel.store.access import Requester
 from spotfunnel.store.db import Database
 from spotfunnel.store.outbox import enqueue_now
 from spotfunnel.store.queries import call_report, jobs, sms_sent
@@ -14,6 +15,7 @@ from spotfunnel.workflows.jobs import confirmation_body, default_handlers, frien
 from spotfunnel.workflows.worker import JobView, OutboxWorker, list_dead
 
 TENANT = "maple-street-salon"
+OWNER = Requester("+14155550144")  # the call comes from the booked number
 
 
 def _worker(db: Database, at=la(2026, 12, 8, 10)) -> OutboxWorker:  # type: ignore[no-untyped-def]
@@ -32,8 +34,8 @@ def test_formatting_helpers() -> None:
 async def test_booking_change_sends_friendly_sms_once() -> None:
     db, ledger, _ = make_ledger(la(2026, 12, 8, 10))
     rec = await ledger.book(name="Nina", phone="+14155550144", service_id="haircut", start=la(2026, 12, 10, 11), call_id="c1")
-    await ledger.reschedule(rec.id, la(2026, 12, 11, 16, 30), call_id="c2")
-    await ledger.cancel(rec.id, call_id="c3")
+    await ledger.reschedule(rec.id, la(2026, 12, 11, 16, 30), by=OWNER, call_id="c2")
+    await ledger.cancel(rec.id, by=OWNER, call_id="c3")
     assert await _worker(db).run_until_idle(timeout_s=5) == 3
     messages = await sms_sent(db, TENANT)
     assert [m.to for m in messages] == ["+14155550144"] * 3
@@ -65,6 +67,26 @@ async def test_sms_sink_never_stores_twice() -> None:
     other = await sink.send(tenant_id=TENANT, to="+14155550144", body="hello", idempotency_key="k2")
     assert other != ids[0]
     assert [m.idempotency_key for m in await sms_sent(db, TENANT)] == ["k", "k2"]
+
+
+async def test_change_from_another_number_warns_the_booked_number() -> None:
+    db, ledger, _ = make_ledger(la(2026, 12, 8, 10))
+    rec = await ledger.book(name="Nina Patel", phone="+14155550144", service_id="haircut", start=la(2026, 12, 10, 11),
+                            call_id="c1")
+    thursday = la(2026, 12, 10).date()
+    await ledger.reschedule(rec.id, la(2026, 12, 10, 15), by=Requester("+14155550177", "Nina Patel", thursday), call_id="c2")
+    await ledger.cancel(rec.id, by=Requester(None, "Nina Patel", thursday), call_id="c3")
+    assert await _worker(db).run_until_idle(timeout_s=5) == 3
+    booked, moved, cancelled = await sms_sent(db, TENANT)
+    assert {booked.to, moved.to, cancelled.to} == {"+14155550144"}
+    assert moved.body == (
+        "Maple Street Salon: your haircut has been moved to Thu Dec 10 at 3:00 PM. This was done on a call from a "
+        "number ending in 0177. If that wasn't you, call +1 415 555 0100."
+    )
+    assert cancelled.body == (
+        "Maple Street Salon: your haircut on Thu Dec 10 at 3:00 PM is cancelled. This was done on a call from a "
+        "number that was not shown. If that wasn't you, call +1 415 555 0100."
+    )
 
 
 def test_bad_payload_is_permanent() -> None:

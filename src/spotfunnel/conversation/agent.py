@@ -38,6 +38,8 @@ PHRASE_FIELDS: dict[str, frozenset[str]] = {
         "no_bookings_found": "", "found_booking_cancel": "service when",
         "found_booking_move": "service when", "found_bookings": "count items",
         "booking_item": "service when", "cancelled": "service when", "keep_booking": "",
+        "ask_proof_name": "", "proof_full_name": "", "ask_proof_day": "", "proof_refused": "",
+        "proof_refused_again": "",
         "ask_new_day_time": "", "read_back_move": "service old_when when",
         "rescheduled": "service when", "date": "weekday month day", "when": "date time",
     }.items()

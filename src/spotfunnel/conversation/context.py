@@ -14,6 +14,7 @@ from spotfunnel.conversation.policy import AgentReply
 from spotfunnel.conversation.speech import Speaker
 from spotfunnel.conversation.state import Ask, CallState
 from spotfunnel.conversation.tools import Ledger, ToolCall
+from spotfunnel.store.access import Requester
 
 T = TypeVar("T")
 
@@ -50,6 +51,10 @@ class CallContext:
         """The caller ID when it is a usable phone number (not withheld)."""
         return self.caller_id if is_valid_e164(self.caller_id) else None
 
+    def requester(self) -> Requester:
+        """Who is asking the ledger for a change: this call's caller ID and any proof given on it."""
+        return Requester(self.caller_phone, self.state.proof_name, self.state.proof_day)
+
     def say(self, phrase: str, /, **fields: object) -> str:
         return self.agent.say(phrase, **fields)
 
@@ -58,6 +63,12 @@ class CallContext:
         self.state.ask, self.state.question = ask, question
         self.state.question_unheard = False
         return AgentReply(text=" ".join([*before, question]), reprompt=reprompt)
+
+    def transfer(self, phrase: str) -> AgentReply:
+        """Hand the call to the tenant's person with `phrase`; the call ends for the agent."""
+        self.state.settle("transferred")
+        self.state.ask = Ask.ENDED
+        return AgentReply(text=self.say(phrase), transfer_to=self.agent.profile.handoff_phone, end_call=True)
 
     def tool(self, work: Awaitable[T], filler_phrase: str) -> ToolCall[T]:
         return ToolCall(work, self.agent.turn_taking.tool_filler_ms, self.say(filler_phrase))

@@ -240,9 +240,7 @@ class ReceptionistPolicy:
         return AgentReply(text=text, reprompt=True)
 
     def _transfer(self, phrase: str) -> AgentReply:
-        self.ctx.state.settle("transferred")
-        self.ctx.state.ask = Ask.ENDED
-        return AgentReply(text=self.ctx.say(phrase), transfer_to=self.ctx.agent.profile.handoff_phone, end_call=True)
+        return self.ctx.transfer(phrase)
 
     def _goodbye(self) -> AgentReply:
         # A call the agent closed without a task still counts as handled ("answered"); never overrides one.

@@ -33,14 +33,25 @@ class Ask(str, Enum):
     WHICH_BOOKING = "which-booking"
     CONFIRM_CANCEL = "confirm-cancel"
     CONFIRM_MOVE = "confirm-move"
+    PROOF_NAME = "proof-name"  # a booking under another number: the name on it
+    PROOF_DAY = "proof-day"  # ... and its day
+    OFFER_HANDOFF = "offer-handoff"  # the proof did not match: a person can help
     ENDED = "ended"
 
 
 OPEN_ASKS = frozenset({Ask.HELP, Ask.ANYTHING_ELSE, Ask.OFFER_BOOKING})
 YES_NO_ASKS = frozenset(
-    {Ask.CALLER_ID, Ask.READ_BACK, Ask.ANYTHING_ELSE, Ask.OFFER_BOOKING, Ask.CONFIRM_CANCEL, Ask.CONFIRM_MOVE}
+    {
+        Ask.CALLER_ID, Ask.READ_BACK, Ask.ANYTHING_ELSE, Ask.OFFER_BOOKING, Ask.CONFIRM_CANCEL, Ask.CONFIRM_MOVE,
+        Ask.OFFER_HANDOFF,
+    }
 )
-MANAGE_ASKS = frozenset({Ask.LOOKUP_PHONE, Ask.WHICH_BOOKING, Ask.CONFIRM_CANCEL, Ask.CONFIRM_MOVE})
+MANAGE_ASKS = frozenset(
+    {
+        Ask.LOOKUP_PHONE, Ask.WHICH_BOOKING, Ask.CONFIRM_CANCEL, Ask.CONFIRM_MOVE, Ask.PROOF_NAME, Ask.PROOF_DAY,
+        Ask.OFFER_HANDOFF,
+    }
+)
 
 
 @dataclass
@@ -83,7 +94,11 @@ class CallState:
     candidates: list[BookingRecord] = field(default_factory=list)
     target: BookingRecord | None = None
     hint_day: date | None = None
+    booked_day_said: date | None = None  # the day the caller said their booking is on ("cancel Saturday's")
     lookup_phone: str | None = None
+    proof_name: str | None = None  # the proof a caller on another number gave for `lookup_phone`'s booking
+    proof_day: date | None = None
+    proof_failed: bool = False  # one attempt per call: wrong proof is never retried on the same call
     question_unheard: bool = False  # the caller talked over the open question before hearing it
 
     def settle(self, outcome: Outcome) -> None:
@@ -97,3 +112,4 @@ class CallState:
         self.task = task
         self.draft = Draft(name=previous.name, phone=previous.phone) if task == "book" else Draft()
         self.candidates, self.target, self.hint_day, self.lookup_phone = [], None, None, None
+        self.booked_day_said, self.proof_name, self.proof_day = None, None, None

@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import date, datetime
 from typing import AsyncIterator, Awaitable, Generic, Protocol, TypeVar
 
 from spotfunnel.conversation.policy import AgentReply
+from spotfunnel.store.access import Requester
 from spotfunnel.store.ledger import BookingRecord, SlotCheck
 
 T = TypeVar("T")
 
 
 class Ledger(Protocol):
-    """The async API of `store.ledger.BookingLedger` the conversation uses (a fake may stand in)."""
+    """The async API of `store.ledger.BookingLedger` the conversation uses.
+
+    Who may change a booking is the ledger's rule (`by`), not the conversation's: a flow that
+    forgot to ask for proof still cannot change a booking made under another number."""
 
     async def check(self, service_id: str, start: datetime) -> SlotCheck: ...
 
@@ -22,11 +26,13 @@ class Ledger(Protocol):
 
     async def find_upcoming(self, phone: str) -> list[BookingRecord]: ...
 
+    async def find_proven(self, phone: str, *, name: str, day: date) -> list[BookingRecord]: ...
+
     async def reschedule(
-        self, booking_id: str, new_start: datetime, *, call_id: str, trace_id: str = ""
+        self, booking_id: str, new_start: datetime, *, by: Requester, call_id: str, trace_id: str = ""
     ) -> BookingRecord: ...
 
-    async def cancel(self, booking_id: str, *, call_id: str, trace_id: str = "") -> BookingRecord: ...
+    async def cancel(self, booking_id: str, *, by: Requester, call_id: str, trace_id: str = "") -> BookingRecord: ...
 
 
 class ToolCall(Generic[T]):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 import phonenumbers
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from spotfunnel.business import TenantProfile
 from spotfunnel.store import outbox
+from spotfunnel.store.access import ChangeRefused, Requester, masked_number
 from spotfunnel.store.models import Booking
 from spotfunnel.store.slots import Busy, SlotRules, require_aware
 
@@ -144,13 +145,26 @@ class BookingLedger:
 
         return await self.db.run(_q, write=False)
 
-    async def reschedule(self, booking_id: str, new_start: datetime, *, call_id: str, trace_id: str = "") -> BookingRecord:
-        """Moves an active booking (its own slot does not count as taken) and enqueues its SMS; atomic."""
+    async def find_proven(self, phone: str, *, name: str, day: date) -> list[BookingRecord]:
+        """Upcoming active bookings under `phone` whose name and local day are both the ones given.
+
+        For a caller on another number: nothing about that number's other bookings comes back,
+        and no answer says whether the number has any."""
+        proof = Requester(caller_phone=None, name=name, day=day)
+        return [b for b in await self.find_upcoming(phone) if proof.proves(b.name, b.start.date())]
+
+    async def reschedule(
+        self, booking_id: str, new_start: datetime, *, by: Requester, call_id: str, trace_id: str = ""
+    ) -> BookingRecord:
+        """Moves an active booking (its own slot does not count as taken) and enqueues its SMS; atomic.
+
+        Raises ChangeRefused when `by` is neither the booking's number nor proves its name and day."""
         require_aware(new_start, "new_start")
 
         def _tx(session: Session) -> BookingRecord:
             self._lock_tenant(session)
             booking = self._get(session, booking_id)
+            self._authorize(booking, by)
             if booking.status != "active":
                 raise BookingNotFound(f"booking {booking_id} is cancelled")
             if booking.start_utc == new_start:
@@ -162,21 +176,24 @@ class BookingLedger:
             booking.end_utc = new_start + self.rules.duration(booking.service_id)
             session.flush()
             key = f"sms:reschedule:{call_id}:{booking.id}:{new_start.astimezone(timezone.utc).isoformat()}"
-            self._enqueue_sms(session, booking, "rescheduled", key, trace_id)
+            self._enqueue_sms(session, booking, "rescheduled", key, trace_id, by=by)
             return self._record(booking)
 
         return await self.db.run(_tx)
 
-    async def cancel(self, booking_id: str, *, call_id: str, trace_id: str = "") -> BookingRecord:
-        """Cancels a booking and enqueues its SMS, atomically; cancelling twice changes nothing."""
+    async def cancel(self, booking_id: str, *, by: Requester, call_id: str, trace_id: str = "") -> BookingRecord:
+        """Cancels a booking and enqueues its SMS, atomically; cancelling twice changes nothing.
+
+        Raises ChangeRefused when `by` is neither the booking's number nor proves its name and day."""
 
         def _tx(session: Session) -> BookingRecord:
             booking = self._get(session, booking_id)
+            self._authorize(booking, by)
             if booking.status == "cancelled":
                 return self._record(booking)
             booking.status = "cancelled"
             session.flush()
-            self._enqueue_sms(session, booking, "cancelled", f"sms:cancel:{booking.id}", trace_id)
+            self._enqueue_sms(session, booking, "cancelled", f"sms:cancel:{booking.id}", trace_id, by=by)
             return self._record(booking)
 
         return await self.db.run(_tx)
@@ -243,6 +260,13 @@ class BookingLedger:
             query = query.with_for_update()
         return [Busy(b.start_utc, b.end_utc) for b in session.scalars(query)]
 
+    def _authorize(self, booking: Booking, by: Requester) -> None:
+        """The rule itself, inside the write: the booked number, or the booking's own name and day."""
+        if by.owns(booking.phone):
+            return
+        if not by.proves(booking.name, booking.start_utc.astimezone(self.rules.tz).date()):
+            raise ChangeRefused(f"booking {booking.id} was not booked under the caller's number and the proof does not match")
+
     def _lock_tenant(self, session: Session) -> None:
         """Serializes booking writes of this tenant. SQLite: BEGIN IMMEDIATE already holds the write lock;
         PostgreSQL: a transaction-scoped advisory lock (row locks cannot stop a phantom insert)."""
@@ -262,8 +286,13 @@ class BookingLedger:
     def _active_query(self) -> Any:
         return select(Booking).where(Booking.tenant_id == self.tenant_id, Booking.status == "active")
 
-    def _enqueue_sms(self, session: Session, booking: Booking, action: Action, key: str, trace_id: str) -> None:
+    def _enqueue_sms(
+        self, session: Session, booking: Booking, action: Action, key: str, trace_id: str, by: Requester | None = None
+    ) -> None:
         service = self.profile.service(booking.service_id)
+        # A change made from another line tells the booked number so, with that line's last digits
+        # only ("" when the call had no caller ID): the owner learns of it, the outbox keeps no number.
+        changed_elsewhere = by is not None and not by.owns(booking.phone)
         payload = {
             "booking_id": booking.id,
             "tenant_id": self.tenant_id,
@@ -276,6 +305,8 @@ class BookingLedger:
             "tenant_phone": self.profile.phone,
             "action": action,
         }
+        if changed_elsewhere:
+            payload["changed_from_last4"] = masked_number(by.caller_phone if by else None)
         outbox.enqueue(
             session, tenant_id=self.tenant_id, kind=SMS_CONFIRMATION, payload=payload,
             idempotency_key=key, trace_id=trace_id,

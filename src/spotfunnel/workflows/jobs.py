@@ -49,10 +49,21 @@ def confirmation_body(payload: dict[str, Any]) -> str:
     if action == "booked":
         return f"{business}: your {service} is booked for {when}. To change it,{call}."
     if action == "rescheduled":
-        return f"{business}: your {service} has been moved to {when}. To change it,{call}."
+        done = f"{business}: your {service} has been moved to {when}."
+        return f"{done} {_changed_elsewhere(payload, call) or f'To change it,{call}.'}"
     if action == "cancelled":
-        return f"{business}: your {service} on {when} is cancelled. To book again,{call}."
+        done = f"{business}: your {service} on {when} is cancelled."
+        return f"{done} {_changed_elsewhere(payload, call) or f'To book again,{call}.'}"
     raise PermanentJobError(f"unknown sms.confirmation action {action!r}")
+
+
+def _changed_elsewhere(payload: dict[str, Any], call: str) -> str | None:
+    """The warning for a change made on a call from another number (the ledger marks those), or None."""
+    if "changed_from_last4" not in payload:
+        return None
+    last4 = str(payload["changed_from_last4"] or "")
+    line = f"a number ending in {last4}" if last4 else "a number that was not shown"
+    return f"This was done on a call from {line}. If that wasn't you,{call}."
 
 
 class SmsConfirmationHandler:

@@ -8,8 +8,8 @@ from spotfunnel.conversation.extract.text import FILLERS, ascii_fold
 
 _INTRO = re.compile(
     r"^(?:(?:yes|yeah|yep|sure|ok|okay|so|well|hi|hello|oh|right)\b[\s,.!]*)*"
-    r"(?:(?:my )?(?:full |first |last )?name(?:'s| is)|it's|it is|its|this is|i'm|i am|you can put|put it under|"
-    r"under|the name is|name)?\s*[:,]?\s*",
+    r"(?:(?:(?:my )?(?:full |first |last )?name(?:'s| is)|it's|it is|its|this is|i'm|i am|you can put|put it under|"
+    r"under|the name is|name)\b\s*[:,]?\s*)*",  # repeated: "it's under Grace Kim"
     re.IGNORECASE,
 )
 _EXPLICIT = re.compile(r"\b(?:my (?:full |last )?name(?:'s| is)|the name is|name's|put it under)\b", re.IGNORECASE)

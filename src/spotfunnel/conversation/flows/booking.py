@@ -317,7 +317,9 @@ class BookingFlow:
     async def _write(self, start: datetime) -> BookingRecord:
         ctx, draft = self.ctx, self.draft
         if ctx.state.task == "reschedule" and ctx.state.target is not None:
-            return await ctx.ledger.reschedule(ctx.state.target.id, start, call_id=ctx.call_id, trace_id=ctx.trace_id)
+            return await ctx.ledger.reschedule(
+                ctx.state.target.id, start, by=ctx.requester(), call_id=ctx.call_id, trace_id=ctx.trace_id
+            )
         assert draft.name is not None and draft.phone is not None and draft.service_id is not None
         return await ctx.ledger.book(
             name=draft.name, phone=draft.phone, service_id=draft.service_id, start=start,

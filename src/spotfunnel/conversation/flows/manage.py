@@ -1,4 +1,10 @@
-"""Managing an existing booking: find it by phone, confirm which one, then cancel it or move it."""
+"""Managing an existing booking: find it, confirm which one, then cancel it or move it.
+
+Bookings under the caller's own number (the call's caller ID) are found and read out as asked.
+A booking under any other number, or asked for on a call without caller ID, is found only by
+proof: the name on it and its day, matched by the ledger. Until then the caller hears nothing
+about that number's bookings, not even whether it has any, and a wrong proof ends the attempt
+for the rest of the call with the offer of a person."""
 from __future__ import annotations
 
 import re
@@ -7,6 +13,7 @@ from typing import AsyncIterator
 from spotfunnel.conversation.context import CallContext, NotUnderstood
 from spotfunnel.conversation.extract.dates import When
 from spotfunnel.conversation.extract.intents import yes_or_no
+from spotfunnel.conversation.extract.names import extract_name
 from spotfunnel.conversation.extract.phones import parse_phone
 from spotfunnel.conversation.extract.services import match_service
 from spotfunnel.conversation.extract.text import fold
@@ -24,7 +31,7 @@ _ORDINALS = (
 
 
 class ManageFlow:
-    """Cancel and reschedule: the booking is found by caller ID or by the number it was booked under."""
+    """Cancel and reschedule: the caller's own bookings by caller ID, anyone else's only with proof."""
 
     def __init__(self, ctx: CallContext, booking: BookingFlow) -> None:
         self.ctx = ctx
@@ -37,57 +44,135 @@ class ManageFlow:
         state.new_task(task)
         self._requested = self.ctx.when(text)
         state.hint_day = self._requested.day
+        if task == "cancel":
+            state.booked_day_said = self._requested.day
         if task == "reschedule" and " to " in fold(text):
             before_to, _, after_to = fold(text).rpartition(" to ")
             earlier = self.ctx.when(before_to)
             if earlier.day is not None:
-                state.hint_day = earlier.day
+                state.hint_day = state.booked_day_said = earlier.day
                 self._requested = self.ctx.when(after_to)
                 self._propose(self._requested)
         phone = self.ctx.caller_phone
         if phone is None:
             yield self.ctx.ask(Ask.LOOKUP_PHONE, self.ctx.say("ask_lookup_phone"), *before)
             return
-        async for reply in self._lookup(phone, *before):
+        async for reply in self._lookup_own(phone, *before):
             yield reply
 
     async def handle(self, text: str) -> AsyncIterator[AgentReply]:
         """The caller's answer to the open question about their existing booking."""
-        state = self.ctx.state
-        if state.ask is Ask.LOOKUP_PHONE:
-            phone = parse_phone(text)
-            if phone is None:
-                raise NotUnderstood("phone_not_understood")
-            state.lookup_phone = phone
-            async for reply in self._lookup(phone):
-                yield reply
-        elif state.ask is Ask.WHICH_BOOKING:
+        ask = self.ctx.state.ask
+        if ask is Ask.LOOKUP_PHONE:
+            replies = self._take_lookup_phone(text)
+        elif ask is Ask.PROOF_NAME:
+            replies = self._take_proof_name(text)
+        elif ask is Ask.PROOF_DAY:
+            replies = self._take_proof_day(text)
+        elif ask is Ask.OFFER_HANDOFF:
+            replies = self._answer_handoff(text)
+        elif ask is Ask.WHICH_BOOKING:
             chosen = self._choose(text)
             if chosen is None:
                 raise NotUnderstood()
-            async for reply in self._found(chosen):
-                yield reply
-        elif state.ask is Ask.CONFIRM_CANCEL:
-            async for reply in self._confirm_cancel(text):
-                yield reply
+            replies = self._found(chosen)
+        elif ask is Ask.CONFIRM_CANCEL:
+            replies = self._confirm_cancel(text)
         else:
-            async for reply in self._confirm_move(text):
-                yield reply
+            replies = self._confirm_move(text)
+        async for reply in replies:
+            yield reply
 
-    async def _lookup(self, phone: str, *before: str) -> AsyncIterator[AgentReply]:
+    # ---- finding the booking -------------------------------------------------------------------
+
+    async def _take_lookup_phone(self, text: str) -> AsyncIterator[AgentReply]:
+        phone = parse_phone(text)
+        if phone is None:
+            raise NotUnderstood("phone_not_understood")
+        state = self.ctx.state
+        if phone == self.ctx.caller_phone:
+            async for reply in self._lookup_own(phone):
+                yield reply
+            return
+        state.lookup_phone = phone
+        if state.proof_failed:
+            yield self._refuse("proof_refused_again")
+            return
+        yield self.ctx.ask(Ask.PROOF_NAME, self.ctx.say("ask_proof_name"))
+
+    async def _lookup_own(self, phone: str, *before: str) -> AsyncIterator[AgentReply]:
+        """The bookings under the caller's own number; none found asks once for another number."""
         ctx, state = self.ctx, self.ctx.state
         call = ctx.tool(ctx.ledger.find_upcoming(phone), "filler_lookup")
         async for filler in call.fillers():
             yield filler
         records = call.result()
-        if not records:
-            missing = ctx.say("no_bookings_found")
-            if state.lookup_phone is None:
-                state.lookup_phone = phone
-                yield ctx.ask(Ask.LOOKUP_PHONE, ctx.say("ask_lookup_phone"), *before, missing)
-            else:
-                yield ctx.ask(Ask.ANYTHING_ELSE, ctx.say("anything_else"), *before, missing)
+        if records:
+            async for reply in self._offer(records, *before):
+                yield reply
             return
+        missing = ctx.say("no_bookings_found")
+        if state.lookup_phone is None:
+            state.lookup_phone = phone
+            yield ctx.ask(Ask.LOOKUP_PHONE, ctx.say("ask_lookup_phone"), *before, missing)
+        else:
+            yield ctx.ask(Ask.ANYTHING_ELSE, ctx.say("anything_else"), *before, missing)
+
+    async def _take_proof_name(self, text: str) -> AsyncIterator[AgentReply]:
+        name = extract_name(text)
+        if name is None:
+            raise NotUnderstood()
+        if not name.is_full:
+            raise NotUnderstood("proof_full_name")
+        state = self.ctx.state
+        state.proof_name = name.text
+        if state.booked_day_said is None:
+            yield self.ctx.ask(Ask.PROOF_DAY, self.ctx.say("ask_proof_day"))
+            return
+        state.proof_day = state.booked_day_said
+        async for reply in self._verify():
+            yield reply
+
+    async def _take_proof_day(self, text: str) -> AsyncIterator[AgentReply]:
+        day = self.ctx.when(text).day
+        if day is None:
+            raise NotUnderstood()
+        self.ctx.state.proof_day = day
+        async for reply in self._verify():
+            yield reply
+
+    async def _verify(self) -> AsyncIterator[AgentReply]:
+        """The ledger matches the proof; a miss sounds the same whether or not the number has bookings."""
+        ctx, state = self.ctx, self.ctx.state
+        assert state.lookup_phone is not None and state.proof_name is not None and state.proof_day is not None
+        found = ctx.ledger.find_proven(state.lookup_phone, name=state.proof_name, day=state.proof_day)
+        call = ctx.tool(found, "filler_lookup")
+        async for filler in call.fillers():
+            yield filler
+        records = call.result()
+        if not records:
+            state.proof_failed = True
+            state.proof_name = state.proof_day = None
+            yield self._refuse("proof_refused")
+            return
+        async for reply in self._offer(records):
+            yield reply
+
+    def _refuse(self, phrase: str) -> AgentReply:
+        return self.ctx.ask(Ask.OFFER_HANDOFF, self.ctx.say(phrase))
+
+    async def _answer_handoff(self, text: str) -> AsyncIterator[AgentReply]:
+        answer = yes_or_no(text)
+        if answer is None:
+            raise NotUnderstood()
+        if answer:
+            yield self.ctx.transfer("handoff")
+            return
+        yield self.ctx.ask(Ask.ANYTHING_ELSE, self.ctx.say("anything_else"), self.ctx.say("keep_booking"))
+
+    async def _offer(self, records: list[BookingRecord], *before: str) -> AsyncIterator[AgentReply]:
+        """Bookings the caller may hear about: the one meant, or a question which."""
+        ctx, state = self.ctx, self.ctx.state
         tz = ctx.agent.profile.tz
         on_day = [r for r in records if state.hint_day and r.start.astimezone(tz).date() == state.hint_day]
         if state.hint_day and not on_day and state.task == "reschedule":
@@ -136,7 +221,8 @@ class ManageFlow:
         if answer is False or state.target is None:
             yield ctx.ask(Ask.ANYTHING_ELSE, ctx.say("anything_else"), ctx.say("keep_booking"))
             return
-        call = ctx.tool(ctx.ledger.cancel(state.target.id, call_id=ctx.call_id, trace_id=ctx.trace_id), "filler_update")
+        cancel = ctx.ledger.cancel(state.target.id, by=ctx.requester(), call_id=ctx.call_id, trace_id=ctx.trace_id)
+        call = ctx.tool(cancel, "filler_update")
         async for filler in call.fillers():
             yield filler
         record = call.result()
