@@ -30,3 +30,21 @@ async def test_a_dropped_speculation_falls_back_to_the_final_decode() -> None:
     await other_call
     assert [(t.kind, t.text) for t in session.received] == [("speech", "done:decode-2")]
     assert engine.started == ["another call's turn", "decode-2"]  # the speculation never ran
+
+
+async def test_turns_nobody_reads_are_capped_not_queued_without_bound() -> None:
+    from spotfunnel.transports.local import LocalCallerLine, LocalTransport
+    from spotfunnel.voice.session import MAX_PENDING_TURNS, VoiceSession
+    from voice_fakes import ScriptedStt, ToneTts
+
+    transport = LocalTransport(lockstep=False)
+    line = LocalCallerLine(transport)
+    session = VoiceSession(transport, ScriptedStt([]), ToneTts(), EnergyFrameVad(), no_input_ms=20)
+    session.completes_keys = lambda _keys: True  # every key is a turn: a keypad flood
+    task = asyncio.create_task(session.run())
+    for _ in range(MAX_PENDING_TURNS + 10):
+        await line.send_dtmf("5")
+    await line.hangup()
+    await task
+    assert session.turns.qsize() == MAX_PENDING_TURNS
+    assert len(session.events.of("turn_dropped")) == 10

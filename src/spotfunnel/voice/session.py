@@ -19,6 +19,8 @@ from spotfunnel.voice.voicemail import AnswerDetector, Answerer, provider_verdic
 
 log = structlog.get_logger(__name__)
 
+MAX_PENDING_TURNS = 32  # turns (or answerer verdicts) handed over and not yet read by the conversation
+
 
 @dataclass
 class TurnTiming:
@@ -83,7 +85,8 @@ class VoiceSession:
         self.detector = TurnDetector(self.settings)
         # Transports whose far end echoes marks (local, Twilio) confirm playout; others are trusted on send.
         self.playout = PlayoutClock(echoes_marks=bool(getattr(transport, "echoes_marks", False)))
-        self.turns: asyncio.Queue[VoiceTurn] = asyncio.Queue()
+        # Capped: a conversation that stopped reading must not let a talking line grow memory.
+        self.turns: asyncio.Queue[VoiceTurn] = asyncio.Queue(maxsize=MAX_PENDING_TURNS)
         self.completes_answer: Callable[[str], bool] = lambda _text: False
         # Keys pressed are one turn once the conversation says they form an answer, on "#", or after
         # `dtmf_gap_ms` without a key; by default each key is a turn of its own.
@@ -91,7 +94,7 @@ class VoiceSession:
         self.dtmf_gap_frames = 3000 // FRAME_MS
         self._keys = ""
         self._keys_quiet = 0
-        self.answers: asyncio.Queue[AnswerVerdict] = asyncio.Queue()  # outbound calls: who answered
+        self.answers: asyncio.Queue[AnswerVerdict] = asyncio.Queue(maxsize=MAX_PENDING_TURNS)  # outbound: who answered
         self.answer_detector: AnswerDetector | None = None
         self.barge_in_enabled = True  # off while leaving a voicemail message over a talking machine
         self.no_input_frames = max(1, no_input_ms // FRAME_MS)
@@ -251,6 +254,9 @@ class VoiceSession:
 
     def _answered(self, verdict: AnswerVerdict) -> None:
         self.events.emit("answerer", kind=verdict.kind.value, source=verdict.source, detail=verdict.detail)
+        if self.answers.full():  # nobody is reading verdicts any more: the first ones decided
+            self.events.emit("answerer_dropped", kind=verdict.kind.value)
+            return
         self.answers.put_nowait(verdict)
 
     def _track_no_input(self) -> None:
@@ -367,6 +373,9 @@ class VoiceSession:
     def _emit_turn(self, turn: VoiceTurn) -> None:
         if self._conversation_closed:
             self.events.emit("turn_after_close", kind=turn.kind, text=turn.text)
+            return
+        if self.turns.full():  # the conversation stopped reading: shed, never grow without bound
+            self.events.emit("turn_dropped", kind=turn.kind, text=turn.text)
             return
         self._turns_open += 1
         self._speech_end_wall = 0.0

@@ -73,11 +73,16 @@ def _split_at_commas(clause: str) -> list[str]:
 
 
 class PhraseCache:
-    """Audio of the agent's fixed phrases, so a greeting or a filler starts playing at once."""
+    """Audio of the agent's fixed phrases, so a greeting or a filler starts playing at once.
 
-    def __init__(self, max_entries: int = 512) -> None:
+    Every sentence spoken passes through it (confirmations with names and times too), so it is
+    capped by bytes as well as entries: the least recently used go first."""
+
+    def __init__(self, max_entries: int = 512, max_bytes: int = 48 << 20) -> None:
         self._audio: OrderedDict[str, bytes] = OrderedDict()
         self._max = max_entries
+        self._max_bytes = max_bytes
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -96,9 +101,16 @@ class PhraseCache:
         return audio
 
     def put(self, voice: str, text: str, audio: bytes) -> None:
-        self._audio[self.key(voice, text)] = audio
-        while len(self._audio) > self._max:
-            self._audio.popitem(last=False)
+        if len(audio) > self._max_bytes:
+            return  # larger than the whole cache: not worth evicting everything for
+        k = self.key(voice, text)
+        old = self._audio.pop(k, None)
+        self.bytes -= len(old) if old is not None else 0
+        self._audio[k] = audio
+        self.bytes += len(audio)
+        while len(self._audio) > self._max or self.bytes > self._max_bytes:
+            _key, evicted = self._audio.popitem(last=False)
+            self.bytes -= len(evicted)
 
 
 class CachedSpeech:
