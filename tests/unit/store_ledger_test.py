@@ -347,3 +347,15 @@ async def test_find_proven_returns_only_the_booking_named_and_dated() -> None:
     assert await ledger.find_proven("+14155550144", name="Grace Kim", day=la(2026, 12, 10).date()) == []
     clock.set(la(2026, 12, 12, 10, 30))  # started: no longer upcoming, so no longer changeable
     assert await ledger.find_proven("+14155550144", name="Grace Kim", day=saturday) == []
+
+
+async def test_a_repeated_call_id_in_another_tenant_books_its_own_slot() -> None:
+    db, ledger, clock = make_ledger(NOW)
+    from spotfunnel.store.ledger import BookingLedger
+
+    other = BookingLedger(db, ledger.profile.model_copy(update={"id": "other-salon"}), clock)
+    kwargs = dict(service_id="haircut", start=la(2026, 12, 10, 11), call_id="CA-same")
+    ours = await ledger.book(name="Nina Patel", phone="+14155550144", **kwargs)  # type: ignore[arg-type]
+    theirs = await other.book(name="Omar Hassan", phone="+14155550188", **kwargs)  # type: ignore[arg-type]
+    assert (theirs.tenant_id, theirs.name, theirs.phone) == ("other-salon", "Omar Hassan", "+14155550188")
+    assert theirs.id != ours.id and [b.name for b in await ledger.active()] == ["Nina Patel"]

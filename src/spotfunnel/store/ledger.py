@@ -110,11 +110,15 @@ class BookingLedger:
         require_aware(start)
         service = self.profile.service(service_id)
         e164 = normalize_phone(phone, self._region)
-        key = f"book:{call_id}:{service_id}:{start.astimezone(timezone.utc).isoformat()}"
+        # The tenant is in the key and the lookup: a repeat returns this tenant's booking, never
+        # another tenant's that happens to share a call id (ids a caller's provider chose, once).
+        key = f"book:{self.tenant_id}:{call_id}:{service_id}:{start.astimezone(timezone.utc).isoformat()}"
 
         def _tx(session: Session) -> BookingRecord:
             self._lock_tenant(session)  # before the key lookup, so a concurrent twin sees our row
-            existing = session.scalar(select(Booking).where(Booking.idempotency_key == key))
+            existing = session.scalar(
+                select(Booking).where(Booking.tenant_id == self.tenant_id, Booking.idempotency_key == key)
+            )
             if existing is not None:
                 return self._record(existing)
             check = self._check_in(session, service_id, start, lock=True)
