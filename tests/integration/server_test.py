@@ -21,11 +21,13 @@ async def test_webhook_health_and_malformed_stream(services) -> None:  # type: i
             assert health["status"] == "ok"
             twiml = (await client.post("/twilio/voice", data={"From": "+14155550111", "To": "+14155550100",
                                                               "CallSid": "CA1"})).text
-            assert "<Connect><Stream url=" in twiml and 'value="maple-street-salon"' in twiml
-            assert 'value="+14155550111"' in twiml
-            unknown = (await client.post("/twilio/voice", data={"From": "+1", "To": "+19995550000"})).text
+            assert "<Connect><Stream url=" in twiml and '<Parameter name="stream_token"' in twiml
+            assert "+14155550111" not in twiml  # who the caller is stays on the server (the stream's ticket)
+            stream_url = twiml.split('<Stream url="', 1)[1].split('"', 1)[0]
+            unknown = (await client.post("/twilio/voice", data={"From": "+1", "To": "+19995550000",
+                                                               "CallSid": "CA3"})).text
             assert "<Hangup />" in unknown
-        async with websockets.connect(f"{ws_url}/twilio/media") as ws:
+        async with websockets.connect(stream_url) as ws:
             await ws.send("{not json")
             await ws.send(json.dumps({"event": "media", "media": {"payload": "AAAA"}}))  # before start
             await ws.send(json.dumps({"event": "start", "start": {"streamSid": "MZ1", "callSid": "CA2",

@@ -21,7 +21,7 @@ from spotfunnel.store.db import Database
 from spotfunnel.transports.base import AnsweredBy, InboundEvent
 from spotfunnel.transports.twilio import TwilioTransport
 from spotfunnel.transports.twilio_control import TwilioCallControl
-from spotfunnel.transports.twilio_peer import TwilioPeer
+from spotfunnel.transports.twilio_peer import TwilioPeer, answer_like_twilio
 
 from conftest import EXAMPLES
 from twilio_fake import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, RunningFake
@@ -88,7 +88,8 @@ async def test_person_request_transfers_and_goodbye_hangs_up_at_twilio(services,
     }
 
 
-async def test_amd_callback_reaches_the_live_outbound_call(services, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+async def test_amd_callback_reaches_the_live_outbound_call(services, fake: FakeTwilio,  # type: ignore[no-untyped-def]
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """POST /twilio/amd during a call: the AnsweredBy comes out of that call's transport to the voice session."""
     seen: list[tuple[str | None, InboundEvent]] = []
     original = TwilioTransport.receive
@@ -100,16 +101,26 @@ async def test_amd_callback_reaches_the_live_outbound_call(services, monkeypatch
         return item
 
     monkeypatch.setattr(TwilioTransport, "receive", spying_receive)
-    async with loopback_server(services) as (ws_url, _directory):
+    monkeypatch.setenv("SPOTFUNNEL_API_TOKEN", "s3cret")
+    control = TwilioCallControl(ACCOUNT_SID, AUTH_TOKEN, api_url=fake.url)
+    async with loopback_server(services, control) as (ws_url, _directory):
         http_url = ws_url.replace("ws://", "http://")
-        peer = TwilioPeer(f"{ws_url}/twilio/media", {"tenant": "maple-street-salon", "direction": "outbound"},
-                          caller="+14155550100", called="+14155550123")
+        fake.requests.clear()
+        async with httpx.AsyncClient() as client:  # placed through our API, as `spotfunnel dial` does
+            placed = await client.post(f"{http_url}/v1/calls", json={"tenant": "maple-street-salon",
+                                                                     "to": "+14155550123"},
+                                       headers={"Authorization": "Bearer s3cret"})
+        [create] = fake.creates()
+        webhook = create.one("Url").split("/twilio/voice", 1)[1]  # Twilio calls back our voice URL
+        amd = "/twilio/amd" + create.one("AsyncAmdStatusCallback").split("/twilio/amd", 1)[1]
+        peer = await answer_like_twilio(http_url, caller="+14155550123", called="+14155550100",
+                                        call_sid=placed.json()["call_sid"], webhook="/twilio/voice" + webhook)
         await peer.connect()
         try:
             for _ in range(25):  # half a second of line noise: the call is up and registered
                 await peer.exchange(bytes(640))
             async with httpx.AsyncClient() as client:
-                r = await client.post(f"{http_url}/twilio/amd", data={
+                r = await client.post(f"{http_url}{amd}", data={
                     "AccountSid": ACCOUNT_SID, "CallSid": peer.call_sid, "AnsweredBy": "machine_end_beep",
                     "MachineDetectionDuration": "3817"})
             assert r.status_code == 204

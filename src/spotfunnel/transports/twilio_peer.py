@@ -298,19 +298,24 @@ class TwilioPeer:
 
 
 async def answer_like_twilio(server: str, *, caller: str, called: str, lockstep: bool = False,
-                             timeout_s: float = 10.0) -> TwilioPeer:
+                             timeout_s: float = 10.0, call_sid: str | None = None,
+                             webhook: str = "/twilio/voice") -> TwilioPeer:
     """Ring `server` (http://host:port) as Twilio does: POST the voice webhook, then a peer for the TwiML's <Stream>.
 
     The stream URL and its parameters (the single-use stream token) are whatever the webhook
     answered; the peer is not connected yet. Raises ValueError when the server answered without a
-    stream (a refusal such as "number not in service" or "all lines busy").
+    stream (a refusal such as "number not in service" or "all lines busy"). An outbound call we
+    placed: `webhook` is the Url given to Twilio (with our call id), `call_sid` Twilio's sid, and
+    the person called is `caller` (Twilio's To) while `called` is the tenant's number (From).
     """
-    call_sid = "CA" + uuid.uuid4().hex
-    form = {"CallSid": call_sid, "AccountSid": "AC" + uuid.uuid4().hex, "From": caller, "To": called,
-            "Direction": "inbound", "CallStatus": "ringing"}
+    call_sid = call_sid or "CA" + uuid.uuid4().hex
+    outbound = "?outbound=" in webhook
+    form = {"CallSid": call_sid, "AccountSid": "AC" + uuid.uuid4().hex, "From": called if outbound else caller,
+            "To": caller if outbound else called, "Direction": "outbound-api" if outbound else "inbound",
+            "CallStatus": "in-progress" if outbound else "ringing"}
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as http:
-            response = await http.post(f"{server.rstrip('/')}/twilio/voice", data=form)
+            response = await http.post(f"{server.rstrip('/')}{webhook}", data=form)
     except httpx.HTTPError as exc:
         raise ValueError(f"no answer from {server} ({type(exc).__name__}); is `spotfunnel serve` running?") from None
     if response.status_code != 200:
