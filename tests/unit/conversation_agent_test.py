@@ -31,7 +31,8 @@ def test_demo_tenant_matches_the_contract() -> None:
 def test_base_agent_and_vocabulary() -> None:
     agent = load_agent("maple-street-salon")
     tt = agent.turn_taking
-    assert (tt.silence_ms, tt.early_pause_ms, tt.no_input_ms, tt.max_misunderstandings, tt.tool_filler_ms) == (600, 240, 7000, 3, 400)
+    assert (tt.silence_ms, tt.early_pause_ms, tt.no_input_ms, tt.max_misunderstandings) == (600, 240, 7000, 3)
+    assert (tt.tool_filler_ms, tt.tool_deadline_ms) == (400, 10000)
     assert agent.say("greeting", business="Maple Street Salon") == "Thanks for calling Maple Street Salon. How can I help you today?"
     vocab = agent.stt_vocabulary
     for term in ("Maple Street Salon", "haircut", "beard trim", "hair colouring", "a cut", "trim my beard", "dye"):
@@ -126,3 +127,9 @@ def test_tenant_id_must_match_file_name(tenants: Path) -> None:
     shutil.copy(tenants / "maple-street-salon.yaml", tenants / "other-salon.yaml")
     with pytest.raises(AgentConfigError, match="does not match the file name"):
         load_agent("other-salon", tenants)
+
+
+def test_a_filler_after_the_tool_deadline_is_an_error(tenants: Path) -> None:
+    _edit(tenants / "maple-street-salon.yaml", {"turn_taking": {"tool_deadline_ms": 300}})
+    with pytest.raises(AgentConfigError, match=r"tool_filler_ms \(400\) must be shorter than tool_deadline_ms \(300\)"):
+        load_agent("maple-street-salon", tenants)

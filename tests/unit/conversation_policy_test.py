@@ -1,10 +1,12 @@
 """The receptionist beyond the examples: phrasings, corrections, closed days, hand-offs, moves, fillers."""
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 
 from conversation_support import Call, local
 
+from spotfunnel.conversation.agent import load_agent
 from spotfunnel.conversation.policy import AgentReply, UserTurn
 from spotfunnel.conversation.state import Ask
 
@@ -197,6 +199,17 @@ async def test_slow_ledger_gets_a_filler_first() -> None:
     call.ledger.gate.set()
     rest = [r async for r in replies]
     assert len(rest) == 1 and not rest[0].filler and "full name" in rest[0].text
+
+
+async def test_a_tool_past_its_deadline_hands_the_caller_to_a_person() -> None:
+    agent = load_agent("maple-street-salon")
+    timing = agent.turn_taking.model_copy(update={"tool_filler_ms": 0, "tool_deadline_ms": 100})
+    call = Call(NOW, agent=agent.model_copy(update={"turn_taking": timing}), gated=True)  # the check never answers
+    async with asyncio.timeout(30):  # a bound for the test itself: before the deadline existed this hung
+        filler, handed = await call.say("a haircut on Friday at 2")
+    assert filler.filler
+    assert handed.transfer_to == "+14155550199" and handed.end_call and "someone from our team" in handed.text
+    assert call.policy.outcome == "transferred" and await call.active() == []
 
 
 async def test_fast_ledger_needs_no_filler() -> None:

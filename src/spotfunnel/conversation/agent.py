@@ -122,11 +122,18 @@ class TurnTaking(BaseModel):
     no_input_ms: int = Field(default=7000, ge=1000, le=60000)
     max_misunderstandings: int = Field(default=3, ge=1, le=10)
     tool_filler_ms: int = Field(default=400, ge=0, le=10000)
+    # Wall time, not audio time: a tool is a database or an outside system. Past it the caller is
+    # handed to a person instead of waiting on a line that only says "one moment".
+    tool_deadline_ms: int = Field(default=10000, ge=100, le=60000)
 
     @model_validator(mode="after")
     def _early_before_full(self) -> "TurnTaking":
         if self.early_pause_ms >= self.silence_ms:
             raise ValueError(f"early_pause_ms ({self.early_pause_ms}) must be shorter than silence_ms ({self.silence_ms})")
+        if self.tool_filler_ms >= self.tool_deadline_ms:
+            raise ValueError(
+                f"tool_filler_ms ({self.tool_filler_ms}) must be shorter than tool_deadline_ms ({self.tool_deadline_ms})"
+            )
         return self
 
 

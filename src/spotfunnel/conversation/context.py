@@ -71,7 +71,8 @@ class CallContext:
         return AgentReply(text=self.say(phrase), transfer_to=self.agent.profile.handoff_phone, end_call=True)
 
     def tool(self, work: Awaitable[T], filler_phrase: str) -> ToolCall[T]:
-        return ToolCall(work, self.agent.turn_taking.tool_filler_ms, self.say(filler_phrase))
+        timing = self.agent.turn_taking
+        return ToolCall(work, timing.tool_filler_ms, self.say(filler_phrase), timing.tool_deadline_ms)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -35,25 +35,35 @@ class Ledger(Protocol):
     async def cancel(self, booking_id: str, *, by: Requester, call_id: str, trace_id: str = "") -> BookingRecord: ...
 
 
+class ToolTimeout(Exception):
+    """A tool outlived its deadline; it was cancelled, and the turn fails like any broken tool."""
+
+
 class ToolCall(Generic[T]):
     """One tool run as a task; `fillers()` yields a filler reply if it outlives its budget.
 
-        call = ToolCall(ledger.check(...), budget_ms=400, filler="One moment ...")
+        call = ToolCall(ledger.check(...), budget_ms=400, filler="One moment ...", deadline_ms=10000)
         async for reply in call.fillers():
             yield reply
-        result = call.result()   # re-raises the tool's exception
+        result = call.result()   # re-raises the tool's exception, or ToolTimeout past the deadline
     """
 
-    def __init__(self, work: Awaitable[T], budget_ms: int, filler: str) -> None:
+    def __init__(self, work: Awaitable[T], budget_ms: int, filler: str, deadline_ms: int) -> None:
         self._task: asyncio.Future[T] = asyncio.ensure_future(work)
         self._budget_s = budget_ms / 1000
+        self._rest_s = max(deadline_ms - budget_ms, 0) / 1000
         self._filler = filler
+        self._deadline_ms = deadline_ms
 
     async def fillers(self) -> AsyncIterator[AgentReply]:
         done, _ = await asyncio.wait({self._task}, timeout=self._budget_s)
         if not done:
             yield AgentReply(text=self._filler, filler=True)
-            await asyncio.wait({self._task})
+            done, _ = await asyncio.wait({self._task}, timeout=self._rest_s)
+        if not done:
+            self._task.cancel()
 
     def result(self) -> T:
+        if self._task.cancelled():
+            raise ToolTimeout(f"tool still running after {self._deadline_ms} ms")
         return self._task.result()
