@@ -11,6 +11,8 @@ from sqlalchemy.types import TypeDecorator
 
 BOOKING_STATUSES = ("active", "cancelled")
 JOB_STATUSES = ("pending", "running", "done", "dead")
+CALL_STATUSES = ("open", "ended", "abandoned")
+PROVIDER_CALL_ID_MAX = 128  # Twilio sids are 34 characters; a SIP Call-ID is the caller's choice, so it is capped
 
 
 def utcnow() -> datetime:
@@ -111,7 +113,9 @@ class CallReport(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64))
-    call_id: Mapped[str] = mapped_column(String(128), unique=True)
+    call_id: Mapped[str] = mapped_column(String(128), unique=True)  # ours (a UUID), never the provider's
+    provider_call_id: Mapped[str] = mapped_column(String(PROVIDER_CALL_ID_MAX), default="")
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
     caller_id: Mapped[str] = mapped_column(String(32), default="")
     outcome: Mapped[str] = mapped_column(String(32), default="")
     started_at: Mapped[datetime]
@@ -119,3 +123,31 @@ class CallReport(Base):
     transcript: Mapped[list[Any]]
     turn_latencies_ms: Mapped[list[Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallRow(Base):
+    """One call while it runs and after: written at its start, its heard transcript kept current.
+
+    A row still `open` when its server starts again was cut off by a crash: it is closed as
+    `abandoned` with what was heard, and its report enqueued (store/calls.py).
+    """
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_status_owner", "status", "owner"),
+        Index("ix_calls_tenant_provider", "tenant_id", "provider_call_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # our call id (a UUID; eval names its own)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    provider_call_id: Mapped[str] = mapped_column(String(PROVIDER_CALL_ID_MAX), default="")
+    caller_id: Mapped[str] = mapped_column(String(32), default="")
+    direction: Mapped[str] = mapped_column(String(16), default="inbound")
+    owner: Mapped[str] = mapped_column(String(128), default="")  # the server running the call
+    trace_id: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+    heard: Mapped[list[Any]]
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]

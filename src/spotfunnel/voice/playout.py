@@ -99,6 +99,10 @@ class SpeechHandle:
         """Whether a sentence (not the last) ends within the bytes sent in (before, after]."""
         return any(s.end is not None and before < s.end <= after < len(self.audio) for s in self.sentences)
 
+    def settle_unheard(self) -> SpeechResult:
+        """Nothing of it will play (the line has gone): done at once, heard empty."""
+        return self._settle(interrupted=True, heard_bytes=0)
+
     def _settle(self, interrupted: bool, heard_bytes: int | None = None) -> SpeechResult:
         heard_bytes = self.played if heard_bytes is None else min(heard_bytes, self.played)
         if interrupted and self.synth_done and heard_bytes >= len(self.audio):

@@ -111,8 +111,15 @@ class VoiceSession:
 
     # ---- the conversation's side ----
     def say(self, text: str, **meta: object) -> SpeechHandle:
-        """Queue speech; it plays after whatever is already queued. Returns at once."""
+        """Queue speech; it plays after whatever is already queued. Returns at once.
+
+        After the line has gone (the loop ended) nothing can play: the speech settles at once, unheard.
+        """
         handle = SpeechHandle(text, dict(meta))
+        if self.ended.is_set():
+            handle.settle_unheard()
+            self.events.emit("agent_speech_unheard", id=handle.id, text=text, reason="the call has ended", **meta)
+            return handle
         self.playout.enqueue(handle)
         self._synth[handle.id] = self._spawn(self._synthesize(handle))
         self.events.emit("agent_speech_queued", id=handle.id, text=text, **meta)
@@ -159,10 +166,11 @@ class VoiceSession:
                     self.events.emit("hangup", reason=item.reason)
                     break
         finally:
+            self.ended.set()  # first: speech offered from here on settles at once (say)
             self.playout.interrupt()  # the line is gone: settle every speech with what was heard
             for task in list(self._work):
                 task.cancel()
-            self.ended.set()
+            self._synth.clear()
 
     async def settled(self) -> None:
         """Wait until no recognition, answer or synthesis is in flight (lockstep pacing)."""
@@ -393,7 +401,7 @@ class VoiceSession:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every TTS provider failed: end this speech, report it
-            log.error("tts.failed", error=str(exc), text=handle.text)
+            log.error("tts.failed", error=str(exc), speech=handle.id)  # the words are call content: not logged
             self.events.emit("tts_failed", id=handle.id, error=str(exc))
         finally:
             handle.finish_synthesis()

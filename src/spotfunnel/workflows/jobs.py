@@ -10,15 +10,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from spotfunnel.integrations.sms import SmsSender
+from spotfunnel.store.calls import CALL_REPORT
 from spotfunnel.store.ledger import SMS_CONFIRMATION
-from spotfunnel.store.models import CallReport
+from spotfunnel.store.models import PROVIDER_CALL_ID_MAX, CallReport
 from spotfunnel.workflows.worker import JobHandler, JobView, PermanentJobError
 
 if TYPE_CHECKING:
     from spotfunnel.store.db import Database
 
 __all__ = ["SMS_CONFIRMATION", "CALL_REPORT", "default_handlers", "SmsConfirmationHandler", "CallReportHandler"]
-CALL_REPORT = "call.report"
 TRANSCRIPT_FIELDS = ("role", "text", "heard", "interrupted", "reprompt")
 
 
@@ -91,7 +91,7 @@ class CallReportHandler:
         try:
             await self.db.run(lambda s: _insert_report(s, report))
         except IntegrityError:  # a concurrent twin wrote it first
-            if not await self.db.run(lambda s: _exists(s, report.call_id), write=False):
+            if not await self.db.run(lambda s: _exists(s, report.tenant_id, report.call_id), write=False):
                 raise
 
 
@@ -106,6 +106,8 @@ def _report_from(job: JobView) -> CallReport:
         return CallReport(
             tenant_id=str(p.get("tenant_id") or job.tenant_id),
             call_id=str(p["call_id"]),
+            provider_call_id=str(p.get("provider_call_id") or "")[:PROVIDER_CALL_ID_MAX],
+            direction="outbound" if p.get("direction") == "outbound" else "inbound",
             caller_id=str(p.get("caller_id") or ""),
             outcome=str(p.get("outcome") or ""),
             started_at=started_at,
@@ -131,12 +133,13 @@ def _turn(entry: Any) -> dict[str, Any]:
     return turn
 
 
-def _exists(session: Session, call_id: str) -> bool:
-    return session.scalar(select(CallReport.id).where(CallReport.call_id == call_id)) is not None
+def _exists(session: Session, tenant_id: str, call_id: str) -> bool:
+    found = select(CallReport.id).where(CallReport.tenant_id == tenant_id, CallReport.call_id == call_id)
+    return session.scalar(found) is not None
 
 
 def _insert_report(session: Session, report: CallReport) -> None:
-    if _exists(session, report.call_id):
+    if _exists(session, report.tenant_id, report.call_id):
         return
     session.add(report)
     session.flush()
