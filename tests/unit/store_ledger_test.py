@@ -231,6 +231,8 @@ async def test_find_upcoming_by_phone_soonest_first() -> None:
     )
     found = await ledger.find_upcoming("415-555-0144")
     assert [(b.service_id, b.start) for b in found] == [("blowout", la(2026, 12, 11, 10)), ("haircut", la(2026, 12, 12, 10))]
+    assert await ledger.find_own(OWNER) == found  # what a call from that number may hear about
+    assert await ledger.find_own(Requester(None)) == []  # a call without caller ID owns nothing
     clock.set(la(2026, 12, 11, 11))
     assert [b.service_id for b in await ledger.find_upcoming("+14155550144")] == ["haircut"]
     assert len(await ledger.active()) == 4

@@ -149,6 +149,10 @@ class BookingLedger:
 
         return await self.db.run(_q, write=False)
 
+    async def find_own(self, by: Requester) -> list[BookingRecord]:
+        """The upcoming bookings under the requester's own caller ID; none on a call without one."""
+        return await self.find_upcoming(by.caller_phone) if by.caller_phone else []
+
     async def find_proven(self, phone: str, *, name: str, day: date) -> list[BookingRecord]:
         """Upcoming active bookings under `phone` whose name and local day are both the ones given.
 

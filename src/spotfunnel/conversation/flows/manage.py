@@ -53,11 +53,10 @@ class ManageFlow:
                 state.hint_day = state.booked_day_said = earlier.day
                 self._requested = self.ctx.when(after_to)
                 self._propose(self._requested)
-        phone = self.ctx.caller_phone
-        if phone is None:
+        if self.ctx.caller_phone is None:
             yield self.ctx.ask(Ask.LOOKUP_PHONE, self.ctx.say("ask_lookup_phone"), *before)
             return
-        async for reply in self._lookup_own(phone, *before):
+        async for reply in self._lookup_own(*before):
             yield reply
 
     async def handle(self, text: str) -> AsyncIterator[AgentReply]:
@@ -91,7 +90,7 @@ class ManageFlow:
             raise NotUnderstood("phone_not_understood")
         state = self.ctx.state
         if phone == self.ctx.caller_phone:
-            async for reply in self._lookup_own(phone):
+            async for reply in self._lookup_own():
                 yield reply
             return
         state.lookup_phone = phone
@@ -100,10 +99,10 @@ class ManageFlow:
             return
         yield self.ctx.ask(Ask.PROOF_NAME, self.ctx.say("ask_proof_name"))
 
-    async def _lookup_own(self, phone: str, *before: str) -> AsyncIterator[AgentReply]:
+    async def _lookup_own(self, *before: str) -> AsyncIterator[AgentReply]:
         """The bookings under the caller's own number; none found asks once for another number."""
         ctx, state = self.ctx, self.ctx.state
-        call = ctx.tool(ctx.ledger.find_upcoming(phone), "filler_lookup")
+        call = ctx.tool(ctx.ledger.find_own(ctx.requester()), "filler_lookup")
         async for filler in call.fillers():
             yield filler
         records = call.result()
@@ -113,7 +112,7 @@ class ManageFlow:
             return
         missing = ctx.say("no_bookings_found")
         if state.lookup_phone is None:
-            state.lookup_phone = phone
+            state.lookup_phone = ctx.caller_phone
             yield ctx.ask(Ask.LOOKUP_PHONE, ctx.say("ask_lookup_phone"), *before, missing)
         else:
             yield ctx.ask(Ask.ANYTHING_ELSE, ctx.say("anything_else"), *before, missing)
