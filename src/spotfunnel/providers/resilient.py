@@ -10,8 +10,10 @@ from spotfunnel.voice.speech_io import SpeechToText, TextToSpeech, Transcript
 
 
 # A turn's recognition (queueing, decoding, falling over to the next provider) gets this long; a
-# miss counts against the provider that ran out of it. Whisper base takes ~0.5 s per short turn.
-STT_TURN_BUDGET_S = 5.0
+# miss counts against the provider that ran out of it. Whisper base takes ~0.5 s per short turn,
+# but 1-2 s on a machine whose cores other work shares (measured with 4 calls at load 5 on 2
+# cores: 5 s was missed), and a breaker opened by a busy machine silences every call's STT.
+STT_TURN_BUDGET_S = 8.0
 # A sentence's synthesis (to its last chunk, through every fallback); piper takes 0.1-0.4 s.
 TTS_SENTENCE_BUDGET_S = 8.0
 
