@@ -1,10 +1,8 @@
 """Callers who hang up at once, on a real server over a real socket: the call ends, frees its seat and is reported."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
-import xml.etree.ElementTree as ET
 from typing import Any, AsyncIterator
 
 import httpx
@@ -17,25 +15,10 @@ from spotfunnel.store.calls import CallView, call_by_provider_id
 from spotfunnel.store.db import Database
 from spotfunnel.store.queries import call_report
 from spotfunnel.transports.sip.peer import SipPeer
-from spotfunnel.transports.twilio_peer import TwilioPeer
+
+from call_support import CALLER, SALON, SALON_NUMBER, poll, ring_like_twilio
 
 pytestmark = pytest.mark.models
-
-SALON, SALON_NUMBER, CALLER = "maple-street-salon", "+14155550100", "+14155550123"
-WAIT_S = 30.0  # a bound on waiting for the server, generous for a busy machine: the call hangs forever without the fix
-
-
-async def poll(condition: Any, what: str, timeout_s: float = WAIT_S) -> Any:
-    """Poll the async `condition` until it returns something truthy; fail naming `what` after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() >= deadline:
-            pytest.fail(f"{what} within {timeout_s:g} s (last seen: {value!r})")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -54,19 +37,6 @@ async def server(services: Any, tmp_path: Any, sip: bool = False) -> AsyncIterat
         finally:
             if edge is not None:
                 await edge.stop()
-
-
-async def ring_like_twilio(http: str, call_sid: str) -> TwilioPeer:
-    """POST the voice webhook as Twilio does and open the <Stream> its TwiML names (with its parameters)."""
-    async with httpx.AsyncClient(base_url=http) as client:
-        twiml = (await client.post("/twilio/voice", data={"CallSid": call_sid, "From": CALLER, "To": SALON_NUMBER,
-                                                          "Direction": "inbound"})).text
-    stream = ET.fromstring(twiml).find("./Connect/Stream")
-    assert stream is not None, twiml
-    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    peer = TwilioPeer(str(stream.get("url")), params, caller=CALLER, called=SALON_NUMBER)
-    peer.call_sid = call_sid  # the stream names the call the webhook answered
-    return peer
 
 
 async def assert_ended_and_reported(http: str, db: Database, provider_id: str) -> CallView:

@@ -17,6 +17,7 @@ from spotfunnel.api.security import TwilioSignatureVerifier
 from spotfunnel.api.twilio_routes import twilio_router
 from spotfunnel.calls.call import CallSetup
 from spotfunnel.calls.directory import CallDirectory
+from spotfunnel.calls.journal import close_calls_left_open
 from spotfunnel.calls.services import CallServices, embedded_services, fixed_phrases, warm_up
 from spotfunnel.clock import SystemClock
 from spotfunnel.conversation.agent import list_tenants, load_agent
@@ -61,6 +62,7 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         verifier.warn_if_disabled()
         await asyncio.to_thread(db.migrate)
+        await close_calls_left_open(db)  # calls cut off by a crash: closed as abandoned, reports enqueued
         worker = None
         if run_worker:
             worker = asyncio.create_task(OutboxWorker(db, default_handlers(db, SmsSink(db))).run_forever(

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from spotfunnel.store.calls import OpenCall, finish_call, open_call, save_heard, server_owner
+from spotfunnel.store.calls import OpenCall, close_left_open, finish_call, open_call, save_heard, server_owner
 
 if TYPE_CHECKING:
     from spotfunnel.store.db import Database
 
-__all__ = ["CallJournal", "FINISH_DEADLINE_S"]
+__all__ = ["CallJournal", "FINISH_DEADLINE_S", "close_calls_left_open"]
 
 log = structlog.get_logger(__name__)
 
@@ -76,3 +76,12 @@ class CallJournal:
                     await save_heard(self.db, self.call.call_id, snapshot)
                 except Exception:
                     log.exception("call.row_heard_failed", call_id=self.call.call_id)
+
+
+async def close_calls_left_open(db: "Database") -> list[str]:
+    """At server start: the calls this server left open when it was killed are closed as abandoned, with reports."""
+    closed = await close_left_open(db, server_owner())
+    if closed:
+        log.warning("calls.closed_as_abandoned", count=len(closed), call_ids=closed[:20],
+                    detail="these calls were cut off when the server stopped; their reports say what was heard")
+    return closed
