@@ -92,7 +92,7 @@ class TwilioTransport:
         #: what the agent asked for (hang-up, transfer) and what became of it at Twilio
         self.control_requests: list[ControlRequest] = self._control.entries
         self.stats: dict[str, int] = {
-            "media_in": 0, "frames_in": 0, "frames_out": 0, "issues": 0, "junk": 0, "dropped_out": 0,
+            "media_in": 0, "frames_in": 0, "frames_out": 0, "clears_out": 0, "issues": 0, "junk": 0, "dropped_out": 0,
             "dropped_in": 0, "dropped_events": 0,
         }
         self._pending: deque[InboundEvent] = deque()
@@ -387,7 +387,7 @@ class TwilioTransport:
 
     async def clear(self) -> None:
         """Drop agent audio buffered at Twilio (barge-in); Twilio then returns the pending marks."""
-        await self._send({"event": "clear", "streamSid": self.stream_sid})
+        await self._send({"event": "clear", "streamSid": self.stream_sid}, counter="clears_out")
 
     def deliver(self, event: InboundEvent) -> None:
         """Queue an event that reached this call outside the stream (an AMD verdict from a webhook).
