@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import heapq
 import itertools
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
-__all__ = ["EngineBusy", "EngineQueue", "Urgency"]
+__all__ = ["EngineBusy", "EngineQueue", "Urgency", "gave_up_while_queued"]
 
 R = TypeVar("R")
 
@@ -31,6 +32,19 @@ class EngineBusy(RuntimeError):
         self.engine = engine
         self.reason = reason
         super().__init__(f"engine '{engine}' refused the request: {reason}")
+
+
+# Set in the waiting task when it stopped waiting (a deadline, a hang-up) before the engine started
+# its request: the time went on our own queue, so a fallback chain counts overload, not a failure.
+_withdrawn_unstarted: contextvars.ContextVar[bool] = contextvars.ContextVar("withdrawn_unstarted", default=False)
+
+
+def gave_up_while_queued(reset: bool = False) -> bool:
+    """Whether the last request of this task was withdrawn before it started (optionally clearing it)."""
+    value = _withdrawn_unstarted.get()
+    if reset and value:
+        _withdrawn_unstarted.set(False)
+    return value
 
 
 class _State(enum.Enum):
@@ -104,7 +118,8 @@ class EngineQueue:
         try:
             return await job.future
         except asyncio.CancelledError:
-            self._withdraw(job)
+            if self._withdraw(job):
+                _withdrawn_unstarted.set(True)
             raise
 
     def _admit(self, job: _Job[Any], urgency: Urgency) -> bool:
@@ -126,14 +141,16 @@ class EngineQueue:
             self.stats.waiting_high_water = max(self.stats.waiting_high_water, len(self._waiting))
             return False
 
-    def _withdraw(self, job: _Job[Any]) -> None:
-        """The caller stopped waiting: a job that has not started is taken off the list."""
+    def _withdraw(self, job: _Job[Any]) -> bool:
+        """The caller stopped waiting: a job that has not started is taken off the list (True)."""
         with self._lock:
-            if job.state is _State.WAITING:
-                job.state = _State.CANCELLED
-                self._waiting.remove(job)
-                heapq.heapify(self._waiting)
-                self.stats.cancelled_before_start += 1
+            if job.state is not _State.WAITING:
+                return False
+            job.state = _State.CANCELLED
+            self._waiting.remove(job)
+            heapq.heapify(self._waiting)
+            self.stats.cancelled_before_start += 1
+            return True
 
     def _work(self, job: _Job[Any]) -> None:
         """An engine thread: run the job, then whatever waits next, until the list is empty."""

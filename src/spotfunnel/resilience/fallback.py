@@ -9,7 +9,7 @@ from typing import Generic, TypedDict, TypeVar
 
 from spotfunnel.resilience.breaker import CircuitBreaker, CircuitOpen
 from spotfunnel.resilience.deadline import Budget, DeadlineExceeded
-from spotfunnel.resilience.engine_queue import EngineBusy
+from spotfunnel.resilience.engine_queue import EngineBusy, gave_up_while_queued
 
 __all__ = ["AllProvidersFailed", "FallbackChain", "ProviderEntry", "ProviderStats"]
 
@@ -80,7 +80,15 @@ class FallbackChain(Generic[T]):
         errors[entry.name] = exc
         log.warning("provider %s of %s failed: %r", entry.name, self.name, exc)
 
-    def _shed(self, entry: ProviderEntry[T], exc: EngineBusy, errors: dict[str, BaseException]) -> None:
+    def _failed_or_shed(self, entry: ProviderEntry[T], exc: Exception, errors: dict[str, BaseException]) -> None:
+        """A deadline missed while the request still waited in our own engine queue is overload
+        (the machine is busy), not a broken engine: opening the breaker would hand off every call."""
+        if isinstance(exc, DeadlineExceeded) and gave_up_while_queued(reset=True):
+            self._shed(entry, exc, errors)
+        else:
+            self._failed(entry, exc, errors)
+
+    def _shed(self, entry: ProviderEntry[T], exc: Exception, errors: dict[str, BaseException]) -> None:
         entry.breaker.release()  # refused before it ran: says nothing about the provider's health
         self.stats[entry.name]["shed"] += 1
         errors[entry.name] = exc
@@ -100,6 +108,7 @@ class FallbackChain(Generic[T]):
         for index, entry in enumerate(self.entries):
             if self._out_of_time(budget, errors) or not self._admit(entry, errors):
                 continue
+            gave_up_while_queued(reset=True)
             try:
                 attempt = op(entry.provider)
                 share = len(self.entries) - index  # keep time for the providers after this one
@@ -111,7 +120,7 @@ class FallbackChain(Generic[T]):
                 self._shed(entry, exc, errors)
                 continue
             except Exception as exc:
-                self._failed(entry, exc, errors)
+                self._failed_or_shed(entry, exc, errors)
                 continue
             entry.breaker.record_success()
             return result
@@ -128,6 +137,7 @@ class FallbackChain(Generic[T]):
         for index, entry in enumerate(self.entries):
             if self._out_of_time(budget, errors) or not self._admit(entry, errors):
                 continue
+            gave_up_while_queued(reset=True)
             items = op(entry.provider)
             what = f"{self.name}:{entry.name}"
             try:  # the first item gets its share of the budget; once committed, all that is left
@@ -144,7 +154,7 @@ class FallbackChain(Generic[T]):
                 await _aclose(items)
                 continue
             except Exception as exc:
-                self._failed(entry, exc, errors)
+                self._failed_or_shed(entry, exc, errors)
                 await _aclose(items)
                 continue
             entry.breaker.record_success()
