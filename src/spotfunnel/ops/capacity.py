@@ -7,8 +7,9 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_MAX_CALLS", "MAX_CALLS_ENV", "CallCapacity", "CapacityError"]
 
 MAX_CALLS_ENV = "SPOTFUNNEL_MAX_CALLS"
-#: measured on the reference machine (2 cores, local models) with benchmarks/call_capacity.py: the
-#: most concurrent Twilio calls whose audio stays real time (P95 loop lag under 20 ms)
+#: measured on the reference machine (2 cores, local models, shared load ~4) with
+#: benchmarks/call_capacity.py: 4 calls ran real time (loop lag median 0.8 ms, P95 3.4 ms, RTF <= 1.045,
+#: all passed); at 6, STT missed its 8 s deadline and 2 of 6 calls failed
 DEFAULT_MAX_CALLS = 4
 
 
