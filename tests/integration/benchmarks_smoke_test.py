@@ -44,3 +44,18 @@ def test_voicemail_detection_short_runs() -> None:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "machine" in output and "beep" in output and "human" in output, output[-4000:]
+
+
+@pytest.mark.models
+@pytest.mark.timeout(300)
+def test_abuse_short_runs_and_meets_its_targets() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "abuse.py"), "--short"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
+    )
+    output = proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert last.startswith("abuse: ") and " crashes, " in last and " hung calls, max RSS growth " in last \
+        and " MB, worst /healthz " in last, output[-4000:]  # the run completed and printed its summary
+    # issue 8's targets: 0 crashes, 0 hung calls, RSS growth < 50 MB, /healthz < 100 ms, no expectation missed
+    assert proc.returncode == 0, output[-6000:]
