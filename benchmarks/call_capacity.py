@@ -69,7 +69,7 @@ async def run(levels: list[int], scenario_path: Path) -> int:
     async with loopback_server(services) as (url, directory):
         for level in levels:
             ev = Evaluator(services, "twilio", fast=False, server_url=url, directory=directory)
-            stop, lags = asyncio.Event(), []
+            stop, lags = asyncio.Event(), list[float]()
             probe = asyncio.create_task(_probe_lag(stop, lags))
             outcomes = await asyncio.gather(*[_timed_call(ev, scenarios[0]) for _ in range(level)])
             stop.set()
