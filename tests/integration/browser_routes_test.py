@@ -61,11 +61,11 @@ def test_a_call_beyond_the_limit_is_refused_with_the_reason(monkeypatch: pytest.
 
 
 def test_a_socket_that_never_starts_a_call_gives_its_seat_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    from spotfunnel.transports.browser_ws import BrowserWsTransport
+    from spotfunnel.transports.browser_guard import BrowserLimits
 
     monkeypatch.setenv(MAX_CALLS_ENV, "1")
-    monkeypatch.setattr(BrowserWsTransport, "start_timeout_s", 0.3)
     api = client()
+    api.app.state.browser_limits = BrowserLimits(start_timeout_s=0.3)  # type: ignore[attr-defined]
     for _ in range(2):  # the second socket gets the seat the idle first one gave back
         with api.websocket_connect("/browser/ws") as idle:
             messages = []

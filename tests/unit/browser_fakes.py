@@ -14,6 +14,7 @@ class FakeBrowserSocket:
         self.sent_bytes: list[bytes] = []
         self.sent_json: list[dict[str, Any]] = []
         self.closed = False
+        self.close_code: int | None = None
         self.fail_sends = fail_sends
 
     def text(self, message: object) -> "FakeBrowserSocket":
@@ -43,4 +44,4 @@ class FakeBrowserSocket:
         self.sent_json.append(json.loads(data))
 
     async def close(self, code: int = 1000) -> None:
-        self.closed = True
+        self.closed, self.close_code = True, code

@@ -1,15 +1,19 @@
-"""The browser WebSocket PCM transport driven by a fake socket: framing, control parsing, bad input."""
+"""The browser WebSocket PCM transport driven by a fake socket: framing, control parsing, bad input, caps, pacing."""
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 import pytest
 from browser_fakes import FakeBrowserSocket
 
 from spotfunnel.transports.base import AudioIn, CallStarted, Dtmf, Hangup, InboundEvent, MarkPlayed, ProtocolIssue
+from spotfunnel.transports.browser_guard import BrowserLimits
 from spotfunnel.transports.browser_ws import BrowserWsTransport
 
-START = {"type": "start", "tenant": "maple-street-salon", "caller": "+14155550111",
-         "format": {"encoding": "audio/l16", "sampleRate": 16000, "channels": 1}}
+START = {"type": "start", "format": {"encoding": "audio/l16", "sampleRate": 16000, "channels": 1}}
+#: every issue reported: these tests look at each message's wording
+CHATTY = BrowserLimits(log_first_issues=100)
 
 
 def tone(frames: int, freq: float = 440.0) -> bytes:
@@ -31,11 +35,11 @@ async def test_start_then_frames_dtmf_marks_and_hangup() -> None:
     for i in range(3):
         sock.binary(audio[i * 640:(i + 1) * 640])
     sock.text({"type": "dtmf", "digit": "5"}).text({"type": "mark", "name": "speech-1"}).text({"type": "hangup"})
-    t = BrowserWsTransport(sock)
+    t = BrowserWsTransport(sock, tenant="maple-street-salon")
     events = await drain(t)
     started = events[0]
     assert isinstance(started, CallStarted)
-    assert started.tenant_id == "maple-street-salon" and started.caller_id == "+14155550111"
+    assert started.tenant_id == "maple-street-salon" and started.caller_id == ""
     assert started.call_id == t.call_id
     assert [e.pcm for e in events if isinstance(e, AudioIn)] == [audio[i * 640:(i + 1) * 640] for i in range(3)]
     assert Dtmf("5") in events and MarkPlayed("speech-1") in events
@@ -72,7 +76,7 @@ async def test_bad_control_messages_are_issues() -> None:
     sock = FakeBrowserSocket().binary(tone(1)).text({"type": "dtmf", "digit": "1"}).text(START)
     sock.text("{not json").text({"type": "dance"}).text(["a", "list"]).text({"type": "dtmf", "digit": "x"})
     sock.text({"type": "dtmf"}).text({"type": "mark"}).text(START).text({"type": "hangup"})
-    events = await drain(BrowserWsTransport(sock))
+    events = await drain(BrowserWsTransport(sock, limits=CHATTY))
     issues = [e.message for e in events if isinstance(e, ProtocolIssue)]
     assert "audio before start" in issues[0] and "dtmf before start" in issues[1]
     assert any("malformed JSON" in m for m in issues)
@@ -136,3 +140,68 @@ async def test_a_failed_send_ends_the_call_instead_of_raising() -> None:
     await t.send_audio(tone(1))
     assert isinstance(await t.receive(), Hangup)
     assert t.stats["frames_out"] == 0
+
+
+async def test_the_page_cannot_name_the_caller_the_tenant_or_a_test_switch() -> None:
+    start = dict(START, caller="+14155550111", tenant="other-salon", setup="prepared-key", lockstep="1",
+                 direction="outbound")
+    t = BrowserWsTransport(FakeBrowserSocket().text(start).text({"type": "hangup"}), tenant="maple-street-salon")
+    started = (await drain(t))[0]
+    assert started == CallStarted(call_id=t.call_id or "", caller_id="", called="", tenant_id="maple-street-salon")
+    assert started.params == {} and t.lockstep is False
+
+
+async def test_oversized_messages_are_dropped_unparsed_and_counted() -> None:
+    limits = BrowserLimits(max_audio_bytes=1280, max_control_chars=200)
+    sock = FakeBrowserSocket().text(START).binary(bytes(1282)).text(" " * 201).binary(tone(1)).text({"type": "hangup"})
+    t = BrowserWsTransport(sock, limits=limits)
+    events = await drain(t)
+    issues = [e.message for e in events if isinstance(e, ProtocolIssue)]
+    assert "1282-byte audio message dropped: the limit is 1280 bytes" in issues[0]
+    assert "control message of 201 characters refused unparsed (limit 200" in issues[1]
+    assert len([e for e in events if isinstance(e, AudioIn)]) == 1 and t.stats["junk"] == 2
+
+
+async def test_a_junk_flood_is_counted_quietly_and_closes_the_socket() -> None:
+    limits = BrowserLimits(junk_budget=20, log_first_issues=3)
+    sock = FakeBrowserSocket().text(START)
+    for i in range(1000):
+        sock.text(f"junk {i}")
+    t = BrowserWsTransport(sock, limits=limits)
+    events = await drain(t)
+    issues = [e for e in events if isinstance(e, ProtocolIssue)]
+    assert len(issues) == 3  # the first few reported; the rest counted, not logged one by one
+    assert t.stats["junk"] == 20 and "keeps sending junk" in events[-1].reason  # type: ignore[union-attr]
+    assert sock.closed and sock.close_code == 1008
+    assert sock.inbox.qsize() == 1000 - 20  # nothing read past the budget
+
+
+async def test_good_messages_earn_back_the_junk_budget() -> None:
+    limits = BrowserLimits(junk_budget=5, good_per_junk=2)
+    sock = FakeBrowserSocket().text(START)
+    for _ in range(40):  # one bad message for every two good frames: a sloppy page, never cut off
+        sock.text("oops").binary(tone(1)).binary(tone(1))
+    t = BrowserWsTransport(sock.text({"type": "hangup"}), limits=limits)
+    events = await drain(t)
+    assert events[-1] == Hangup("caller hung up") and t.stats["junk"] == 40 and not sock.closed
+
+
+async def test_a_burst_faster_than_real_time_is_paced_and_its_excess_dropped() -> None:
+    wall = [1000.0]  # the edge's wall clock stands still unless the test moves it
+    sock = FakeBrowserSocket().text(START)
+    for _ in range(200):  # 4 s of audio sent at once
+        sock.binary(tone(1))
+    t = BrowserWsTransport(sock, limits=BrowserLimits(max_buffered_frames=25, burst_s=0.2), wall=lambda: wall[0])
+    assert isinstance(await t.receive(), CallStarted)
+    at_once = 0
+    with pytest.raises(TimeoutError):  # the clock stands still: past the burst, no frame is due
+        while True:
+            item = await asyncio.wait_for(t.receive(), 0.5)
+            assert isinstance(item, AudioIn)
+            at_once += 1
+    assert at_once == 11  # the 200 ms burst allowance (and the frame due now), not the 4 s sent
+    assert t.stats["frames_in"] == at_once + 25 and t.stats["dropped_in"] == 200 - at_once - 25
+    wall[0] += 0.02  # one frame's time later, one more frame is due
+    assert isinstance(await asyncio.wait_for(t.receive(), 0.5), AudioIn)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(t.receive(), 0.5)

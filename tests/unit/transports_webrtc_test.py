@@ -107,7 +107,7 @@ async def test_agent_track_plays_queued_frames_then_silence_and_reports_marks() 
 
 
 async def test_data_channel_messages_become_events_or_issues() -> None:
-    t = WebRtcTransport(tenant="maple-street-salon", caller="+14155550111")
+    t = WebRtcTransport(tenant="maple-street-salon")
     try:
         started = await t.receive()
         assert isinstance(started, CallStarted) and started.tenant_id == "maple-street-salon"

@@ -22,6 +22,7 @@ from spotfunnel.calls.call import CallRecord, CallSetupError, run_call
 from spotfunnel.conversation.agent import list_tenants
 from spotfunnel.store.queries import BookingView, bookings_made_by_call
 from spotfunnel.transports.base import CallStarted, Transport
+from spotfunnel.transports.browser_guard import BrowserLimits
 from spotfunnel.transports.browser_ws import BrowserWsTransport
 from spotfunnel.transports.webrtc import WebRtcTransport
 from spotfunnel.voice.events import CallEvent
@@ -38,6 +39,7 @@ TALK_PATH = "/talk"
 MAX_CALLS_ENV = "SPOTFUNNEL_MAX_BROWSER_CALLS"
 DEFAULT_MAX_CALLS = 4  # each call runs speech recognition and synthesis: a few per core
 MAX_SDP_CHARS = 32_000  # a browser's audio offer is a few kB; anything near this is not one
+MAX_PAGE_EVENTS = 512  # call events waiting to reach the page; a page that does not read them loses the oldest
 
 
 class BrowserTransport(Transport, Protocol):
@@ -49,10 +51,11 @@ class BrowserTransport(Transport, Protocol):
 
 
 class WebRtcOffer(BaseModel):
+    """The page's offer. It names no caller: a browser call has no caller ID (the agent asks for the number)."""
+
     sdp: str = Field(min_length=1, max_length=MAX_SDP_CHARS, description="the page's SDP offer")
     type: str = Field("offer", max_length=16)
-    tenant: str | None = Field(None, max_length=100)
-    caller: str = Field("", max_length=40)
+    tenant: str | None = Field(None, max_length=100, description="one of the server's tenants (checked)")
 
 
 class BrowserSeats:
@@ -117,9 +120,11 @@ def page_event(ev: CallEvent) -> dict[str, Any] | None:
 class _EventPump:
     """Forwards a call's events to the page in order, from the EventLog's synchronous listener."""
 
-    def __init__(self, transport: BrowserTransport) -> None:
+    def __init__(self, transport: BrowserTransport, cap: int = MAX_PAGE_EVENTS) -> None:
         self.transport = transport
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # two places beyond the cap: the outcome and the end mark always fit
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(cap + 2)
+        self.cap, self.dropped = cap, 0
         self.task = asyncio.create_task(self._run())
         self.greeting_frame: int | None = None
 
@@ -127,8 +132,12 @@ class _EventPump:
         if ev.kind == "agent_audio_started" and self.greeting_frame is None:
             self.greeting_frame = ev.frame
         event = page_event(ev)
-        if event is not None:
-            self.queue.put_nowait(event)
+        if event is None:
+            return
+        if self.queue.qsize() >= self.cap:  # the page is not reading (or is gone): its transcript loses the oldest
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(event)
 
     async def _run(self) -> None:
         while (event := await self.queue.get()) is not None:
@@ -203,6 +212,8 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
     calls: set[asyncio.Task[CallRecord]] = set()
     seats = BrowserSeats(max_calls or int(os.environ.get(MAX_CALLS_ENV, "") or DEFAULT_MAX_CALLS))
     app.state.browser_seats = seats  # /healthz reports the seats taken
+    app.state.browser_calls = calls  # the running WebRTC calls (their tasks), forgotten as each ends
+    app.state.browser_limits = BrowserLimits()  # deadlines and caps of each call; set in process, never by a page
     app.mount(f"{TALK_PATH}/static", StaticFiles(directory=WEB_DIR), name="talk_static")
 
     @app.get(TALK_PATH, response_class=HTMLResponse)
@@ -222,7 +233,7 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
         if not seats.take():
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, seats.busy_message)
         try:
-            transport, answer = await _answered(offer, tenant, request)
+            transport, answer = await _answered(offer, tenant, request, _limits(app))
         except BaseException:
             seats.give_back()
             raise
@@ -231,9 +242,9 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
         task.add_done_callback(_forget(calls, seats))
         return {"sdp": answer.sdp, "type": answer.type, "call_id": transport.call_id}
 
-    async def _answered(offer: WebRtcOffer, tenant: str,
-                        request: Request) -> tuple[WebRtcTransport, RTCSessionDescription]:
-        transport = WebRtcTransport(tenant=tenant, caller=offer.caller)
+    async def _answered(offer: WebRtcOffer, tenant: str, request: Request,
+                        limits: BrowserLimits) -> tuple[WebRtcTransport, RTCSessionDescription]:
+        transport = WebRtcTransport(tenant=tenant, limits=limits)
         same_machine = is_loopback_host(request.client.host if request.client else None)
         try:
             answer = await transport.answer(RTCSessionDescription(sdp=offer.sdp, type=offer.type), allow_loopback=same_machine)
@@ -256,14 +267,26 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
             await websocket.close(code=1008)  # before accept: the handshake is refused with 403
             return
         await websocket.accept()
+        try:  # the page's URL names the tenant (?tenant=), checked against the server's; nothing else picks it
+            tenant = _known_tenant(state, websocket.query_params.get("tenant"))
+        except HTTPException as exc:
+            await websocket.send_json({"type": "refused", "message": exc.detail})
+            await websocket.close(code=1008)
+            return
         if not seats.take():
             await websocket.send_json({"type": "refused", "message": seats.busy_message})
             await websocket.close(code=1013)  # try again later
             return
         try:
-            await run_browser_call(BrowserWsTransport(websocket), state)
+            await run_browser_call(BrowserWsTransport(websocket, tenant=tenant, limits=_limits(app)), state)
         finally:
             seats.give_back()
+
+
+def _limits(app: FastAPI) -> BrowserLimits:
+    limits = app.state.browser_limits
+    assert isinstance(limits, BrowserLimits)
+    return limits
 
 
 def _known_tenant(state: ServerState, tenant: str | None) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
-from collections import deque
 from typing import Any, Callable, Mapping, Protocol
 
 from spotfunnel.audio.frames import FRAME_BYTES
@@ -19,6 +19,7 @@ from spotfunnel.transports.base import (
     MarkPlayed,
     ProtocolIssue,
 )
+from spotfunnel.transports.browser_guard import BrowserLimits, JunkGuard, PacedInbound
 
 __all__ = ["DTMF_DIGITS", "BrowserSocket", "BrowserWsTransport"]
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 #: message types the transport itself sends; events for the page must use other names
 CONTROL_TYPES = frozenset({"mark", "clear", "hangup", "transfer"})
+#: the close code for a page that kept sending junk (RFC 6455 1008: policy violation)
+JUNK_CLOSE_CODE = 1008
 
 
 class BrowserSocket(Protocol):
@@ -44,30 +47,37 @@ class BrowserSocket(Protocol):
 class BrowserWsTransport:
     """One browser call over a WebSocket, as a `Transport`.
 
-    The page sends `{"type": "start", "tenant": ..., "caller": ..., "format": {...}}` first, then
-    binary messages of PCM16 little-endian 16 kHz mono (20 ms = 640 bytes from its AudioWorklet;
-    other even sizes are re-chunked and reported once), and JSON `dtmf` {digit}, `mark` {name}
+    The page sends `{"type": "start", "format": {...}}` first, then binary messages of PCM16
+    little-endian 16 kHz mono (20 ms = 640 bytes from its AudioWorklet; other even sizes up to
+    `max_audio_bytes` are re-chunked and reported once), and JSON `dtmf` {digit}, `mark` {name}
     (echoed once the agent audio before it has played) and `hangup`. The server sends agent audio as
     640-byte binary messages, `mark`, `clear`, `hangup`, `transfer` control messages, and the
     call's events (`send_event`). Nothing the page sends can crash the call: bad input becomes a
-    ProtocolIssue.
+    ProtocolIssue (the first few reported, the rest counted), and a page that keeps sending junk is
+    closed. The tenant is the server's choice (`tenant`); the page names no caller: a browser
+    caller has no caller ID, so the agent asks for the number.
     """
 
     #: the page echoes each mark once the agent audio before it has played (see talk.js Playback)
     echoes_marks = True
 
-    #: a page sends `start` at once and then a frame every 20 ms: silence longer than these means
-    #: the page is gone (or never was one), and the call ends so its seat is free for the next caller
-    start_timeout_s = 15.0
-    idle_timeout_s = 10.0
-
-    def __init__(self, websocket: BrowserSocket) -> None:
+    def __init__(self, websocket: BrowserSocket, *, tenant: str | None = None,
+                 limits: BrowserLimits = BrowserLimits(), wall: Callable[[], float] = time.monotonic) -> None:
         self.websocket = websocket
+        self._wall = wall  # the edge's clock (a test's own, to pace without waiting)
+        #: never set from the page: a browser call runs on the wall clock
         self.lockstep = False
+        self.tenant = tenant
+        self.limits = limits
         self.call_id: str | None = None
-        self.stats: dict[str, int] = {"frames_in": 0, "frames_out": 0, "issues": 0, "events_out": 0}
-        self._pending: deque[InboundEvent] = deque()
+        self.stats: dict[str, int] = {"frames_in": 0, "frames_out": 0, "issues": 0, "events_out": 0,
+                                      "junk": 0, "dropped_in": 0}
+        self._pending = PacedInbound(limits)
+        self._guard = JunkGuard(limits)
+        self._opened_at = self._wall()
+        self._last_audio_at = self._opened_at
         self._ended: Hangup | None = None
+        self._junk_source = False
         self._closed = False
         self._held = bytearray()
         self._check = StreamCheck(BROWSER_PCM16)
@@ -82,21 +92,47 @@ class BrowserWsTransport:
 
     # ---- inbound ----
     async def receive(self) -> InboundEvent:
-        """The next inbound item; Hangup once the call is over (and on every call after)."""
-        while not self._pending:
-            if self._ended is not None:
-                return self._ended
-            await self._read_one()
-        return self._pending.popleft()
+        """The next inbound item; Hangup once the call is over (and on every call after).
 
-    async def _read_one(self) -> None:
-        timeout = self.idle_timeout_s if self.started else self.start_timeout_s
-        try:
-            message = await asyncio.wait_for(self.websocket.receive(), timeout)
-        except asyncio.TimeoutError:
-            self._finish(f"nothing from the page for {timeout:g} s" if self.started
-                         else f"no start message within {timeout:g} s")
+        Caller audio comes out at most at real-time pace: a page that pushes frames faster does not
+        drive the call's clock; what overflows the buffer is dropped and counted.
+        """
+        while True:
+            if self._pending:
+                hold = self._pending.wait_s(self._wall(), self._ended is not None)
+                if hold <= 0:
+                    return self._pending.take(self._wall())
+                await self._read_one(hold)  # read on while the frame waits its turn
+            elif self._ended is not None:
+                return self._ended
+            else:
+                await self._read_one()
+
+    def _deadline(self) -> tuple[float, str]:
+        """When this call is overdue (no start, then no audio), and what to call it then."""
+        if not self.started:
+            limit = self.limits.start_timeout_s
+            return self._opened_at + limit, f"no start message within {limit:g} s"
+        limit = self.limits.idle_timeout_s
+        return self._last_audio_at + limit, f"the page went silent: no audio for {limit:g} s"
+
+    async def _read_one(self, at_most_s: float | None = None) -> None:
+        """Read one message within the call's deadline; `at_most_s` caps the wait (a paced frame is due)."""
+        if self._ended is not None:  # over: only the held audio is left to release
+            if at_most_s:
+                await asyncio.sleep(at_most_s)
             return
+        deadline, overdue = self._deadline()
+        budget = deadline - self._wall()
+        if budget <= 0:
+            self._finish(overdue)
+            await self.close()
+            return
+        try:
+            async with asyncio.timeout(budget if at_most_s is None else min(budget, at_most_s)):
+                message = await self.websocket.receive()
+        except TimeoutError:
+            return  # the loop looks at the deadline and the paced frame again
         except Exception as exc:  # starlette raises RuntimeError once the socket is gone
             self._closed = True
             self._finish(f"websocket closed ({type(exc).__name__})")
@@ -110,38 +146,54 @@ class BrowserWsTransport:
             self.handle_bytes(bytes(data))
         elif message.get("text") is not None:
             self.handle_text(str(message["text"]))
+        if self._junk_source:
+            await self.close(JUNK_CLOSE_CODE)  # at once: nothing more from it is read, nothing more sent
 
     def handle_text(self, text: str) -> None:
         """Parse one JSON control message and queue what it means (public for tests)."""
         if self._ended is not None:
             return
+        if len(text) > self.limits.max_control_chars:  # refused unparsed: a page's control messages are short
+            self._junk(f"control message of {len(text)} characters refused unparsed (limit "
+                       f"{self.limits.max_control_chars}; a start message is ~120)")
+            return
         try:
             msg = json.loads(text)
         except json.JSONDecodeError as exc:
-            self._issue(f"malformed JSON ignored ({exc.msg}): {text[:80]!r}")
+            self._junk(f"malformed JSON ignored ({exc.msg}): {text[:80]!r}")
             return
         kind = msg.get("type") if isinstance(msg, dict) else None
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            self._issue(f"unknown or missing message type {kind!r} ignored; expected one of "
-                        f"{sorted(self._handlers)}")
+            self._junk(f"unknown or missing message type {str(kind)[:40]!r} ignored; expected one of "
+                       f"{sorted(self._handlers)}")
             return
         if kind != "start" and not self.started:
-            self._issue(f"{kind} before start ignored: send {{\"type\": \"start\", \"tenant\": ...}} first")
+            self._junk(f"{kind} before start ignored: send {{\"type\": \"start\"}} first")
             return
+        junk_before = self._guard.junk
         handler(msg)
+        if self._guard.junk == junk_before:
+            self._guard.good()
 
     def handle_bytes(self, payload: bytes) -> None:
         """One binary message of caller audio (public for tests)."""
         if self._ended is not None:
             return
         if not self.started:
-            self._issue("audio before start ignored: send the start message first")
+            self._junk("audio before start ignored: send the start message first")
+            return
+        if len(payload) > self.limits.max_audio_bytes:
+            self._junk(f"a {len(payload)}-byte audio message dropped: the limit is {self.limits.max_audio_bytes} "
+                       f"bytes (a 20 ms frame is {FRAME_BYTES})")
             return
         if len(payload) % 2:
-            self._encoding_issue(EncodingIssue("frame_size", f"a {len(payload)}-byte audio message is not whole "
-                                                             "PCM16 samples (2 bytes each); dropped"))
+            self._junk(self._encoding_issue(EncodingIssue(
+                "frame_size", f"a {len(payload)}-byte audio message is not whole PCM16 samples (2 bytes each); "
+                              "dropped"), report=False))
             return
+        self._last_audio_at = self._wall()
+        self._guard.good()
         if len(payload) != FRAME_BYTES and len(payload) not in self._sizes_reported:
             self._sizes_reported.add(len(payload))
             self._encoding_issue(EncodingIssue("frame_size", f"a {len(payload)}-byte audio message is not a 20 ms "
@@ -151,13 +203,15 @@ class BrowserWsTransport:
             self._encoding_issue(issue)
         self._held += payload
         while len(self._held) >= FRAME_BYTES:
-            self._pending.append(AudioIn(bytes(self._held[:FRAME_BYTES])))
+            if self._pending.put_audio(bytes(self._held[:FRAME_BYTES])):
+                self.stats["frames_in"] += 1
+            else:
+                self.stats["dropped_in"] += 1
             del self._held[:FRAME_BYTES]
-            self.stats["frames_in"] += 1
 
     def _on_start(self, msg: dict[str, Any]) -> None:
         if self.started:
-            self._issue("second start message ignored")
+            self._junk("second start message ignored")
             return
         call_id = f"browser-{uuid.uuid4().hex[:12]}"
         declared = msg.get("format")
@@ -168,24 +222,24 @@ class BrowserWsTransport:
                 self._finish(f"rejected: {self._encoding_issue(problems[0])}")
                 return
         self.call_id = call_id
-        params = {str(k): str(v) for k, v in msg.items() if k != "format" and isinstance(v, (str, int, float))}
-        self._pending.append(CallStarted(call_id=call_id, caller_id=str(msg.get("caller") or ""),
-                                         called="", tenant_id=str(msg.get("tenant") or "") or None,
-                                         params=params))
+        self._last_audio_at = self._wall()  # the idle deadline runs from the start
+        # Only what the server chose: anything else in the message (a caller ID, a tenant, a test
+        # switch) is the page's say-so and selects nothing.
+        self._pending.put(CallStarted(call_id=call_id, caller_id="", called="", tenant_id=self.tenant))
 
     def _on_dtmf(self, msg: dict[str, Any]) -> None:
         digit = msg.get("digit")
         if not isinstance(digit, str) or digit.upper() not in DTMF_DIGITS:
-            self._issue(f"dtmf message with digit {digit!r} ignored: use one of 0-9 * # A-D")
+            self._junk(f"dtmf message with digit {str(digit)[:20]!r} ignored: use one of 0-9 * # A-D")
             return
-        self._pending.append(Dtmf(digit.upper()))
+        self._pending.put(Dtmf(digit.upper()))
 
     def _on_mark(self, msg: dict[str, Any]) -> None:
         name = msg.get("name")
         if not isinstance(name, str):
-            self._issue("mark message without a name ignored")
+            self._junk("mark message without a name ignored")
             return
-        self._pending.append(MarkPlayed(name))
+        self._pending.put(MarkPlayed(name))
 
     def _on_hangup(self, msg: dict[str, Any]) -> None:
         self._finish("caller hung up")
@@ -194,23 +248,38 @@ class BrowserWsTransport:
         if self._ended is not None:
             return
         if self._held:  # a partial last frame still counts as audio
-            self._pending.append(AudioIn(bytes(self._held) + bytes(FRAME_BYTES - len(self._held))))
+            self._pending.put_audio(bytes(self._held) + bytes(FRAME_BYTES - len(self._held)))
             self._held.clear()
         if self.started:
             log.debug("browser ws call %s: %s", self.call_id, self._check.size_report())
+        if self._pending.dropped_frames:
+            log.info("browser ws call %s: %d caller frames dropped (sent faster than real time)",
+                     self.call_id, self._pending.dropped_frames)
         self._ended = Hangup(reason)
-        self._pending.append(self._ended)
+        self._pending.put(self._ended)
 
-    def _encoding_issue(self, issue: EncodingIssue) -> str:
+    def _encoding_issue(self, issue: EncodingIssue, report: bool = True) -> str:
         count_issue("browser-ws", issue)
         message = f"call {self.call_id}: {issue.message}"
-        self._issue(message)
+        if report:
+            self._issue(message)
         return message
+
+    def _junk(self, message: str) -> None:
+        """A message that is not what a page sends: reported (rate-limited); too many close the call."""
+        self.stats["junk"] += 1
+        self._issue(message)
+        if self._guard.spend():
+            self._junk_source = True
+            self._finish(f"closed: {self._guard.junk} malformed or unexpected messages (the page keeps sending junk)")
 
     def _issue(self, message: str) -> None:
         self.stats["issues"] += 1
-        log.info("browser ws protocol issue (call %s): %s", self.call_id, message)
-        self._pending.append(ProtocolIssue(message))
+        line = self._guard.admit(message)
+        if line is None:
+            return  # counted; the log and the call's events stay small under a flood
+        log.info("browser ws protocol issue (call %s): %s", self.call_id, line)
+        self._pending.put(ProtocolIssue(line))
 
     # ---- outbound ----
     async def send_audio(self, pcm: bytes) -> None:
@@ -246,25 +315,26 @@ class BrowserWsTransport:
         if await self._send(dict(event)):
             self.stats["events_out"] += 1
 
-    async def close(self) -> None:
-        """Close the socket (after the last event)."""
+    async def close(self, code: int = 1000) -> None:
+        """Close the socket (after the last event); `code` says why (1008: it kept sending junk)."""
         if self._closed:
             return
         self._closed = True
         try:
-            await self.websocket.close()
+            await self.websocket.close(code)
         except Exception as exc:  # already closed by the page
             log.debug("closing browser websocket: %r", exc)
 
     async def _send(self, message: bytes | dict[str, Any]) -> bool:
         if self._closed:
             return False
-        try:
-            if isinstance(message, bytes):
-                await self.websocket.send_bytes(message)
-            else:
-                await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
-        except Exception as exc:
+        try:  # bounded: a page that stops reading fills the socket's buffer, and must not stall the call
+            async with asyncio.timeout(self.limits.send_timeout_s):
+                if isinstance(message, bytes):
+                    await self.websocket.send_bytes(message)
+                else:
+                    await self.websocket.send_text(json.dumps(message, separators=(",", ":")))
+        except Exception as exc:  # TimeoutError included
             log.info("browser websocket send failed, call %s treated as closed: %r", self.call_id, exc)
             self._closed = True
             self._finish("websocket closed while sending")

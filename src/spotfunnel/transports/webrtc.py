@@ -19,7 +19,8 @@ from aiortc.sdp import SessionDescription
 
 from spotfunnel.audio.frames import FRAME_BYTES
 from spotfunnel.audio.profiles import BROWSER_OPUS, EncodingIssue, analyse_audio, count_issue
-from spotfunnel.transports.base import AudioIn, CallStarted, Dtmf, Hangup, InboundEvent, MarkPlayed, ProtocolIssue
+from spotfunnel.transports.base import CallStarted, Dtmf, Hangup, InboundEvent, MarkPlayed, ProtocolIssue
+from spotfunnel.transports.browser_guard import BrowserLimits, JunkGuard, PacedInbound
 from spotfunnel.transports.browser_ws import CONTROL_TYPES, DTMF_DIGITS
 from spotfunnel.transports.webrtc_audio import OPUS_FRAME_SAMPLES, OPUS_RATE, WebRtcAudioPath, first_channel_s16
 
@@ -31,6 +32,16 @@ FRAME_S = OPUS_FRAME_SAMPLES / OPUS_RATE  # 0.02
 #: frames queued for the caller beyond which the track stops waiting for the wall clock and
 #: catches up (the browser's capture clock runs a little faster than ours)
 CATCH_UP_FRAMES = 5
+#: what an offer from the talk page holds: one audio section and the data channel's; a few more
+#: are tolerated, hundreds (each one a transceiver, and without BUNDLE its own ICE sockets) are not
+MAX_OFFER_MEDIA = 4
+MAX_OFFER_CANDIDATES = 64
+CLOSE_DEADLINE_S = 5.0
+#: agent audio waiting for aiortc's sender (30 s); a sender that stopped pulling (the peer is gone)
+#: cannot grow it further: later frames are dropped and counted until the call's deadline ends it
+MAX_QUEUED_AGENT_FRAMES = 1500
+#: call events in the data channel's send buffer; beyond it (a page that does not acknowledge) events are dropped
+MAX_CHANNEL_BUFFER_BYTES = 256 * 1024
 
 # ---- loopback ICE candidates ---------------------------------------------------------------
 # aioice gathers host candidates from every interface except 127.0.0.1 and offers no option to
@@ -81,17 +92,23 @@ class AgentAudioTrack(MediaStreamTrack):
         self._path = path
         self._on_mark = on_mark
         self._items: deque[av.AudioFrame | str] = deque()
+        self._frames_queued = 0
         self._start: float | None = None
         self._sent = 0
         self.frames_sent = 0
+        self.frames_dropped = 0
         self.first_audio_wall: float | None = None
 
     @property
     def queued_frames(self) -> int:
-        return sum(1 for item in self._items if not isinstance(item, str))
+        return self._frames_queued
 
     def push(self, frame: av.AudioFrame) -> None:
+        if self._frames_queued >= MAX_QUEUED_AGENT_FRAMES:
+            self.frames_dropped += 1
+            return
         self._items.append(frame)
+        self._frames_queued += 1
 
     def push_mark(self, name: str) -> None:
         self._items.append(name)
@@ -100,6 +117,7 @@ class AgentAudioTrack(MediaStreamTrack):
         """Drop the queued audio; the marks in it count as played (as Twilio reports them on clear)."""
         marks = [item for item in self._items if isinstance(item, str)]
         self._items.clear()
+        self._frames_queued = 0
         for name in marks:
             self._on_mark(name)
 
@@ -122,6 +140,7 @@ class AgentAudioTrack(MediaStreamTrack):
         if self._items:
             frame = self._items.popleft()
             assert not isinstance(frame, str)
+            self._frames_queued -= 1
             self._report_marks()
             self.frames_sent += 1
             if self.first_audio_wall is None:
@@ -139,35 +158,41 @@ class WebRtcTransport:
     """One browser call over WebRTC, as a `Transport`.
 
     `answer(offer)` sets up the peer connection and returns the SDP answer; CallStarted is queued at
-    once (tenant and caller come with the offer). Inbound Opus is decoded by aiortc and converted
-    to 640-byte frames; the data channel carries `dtmf` {digit} and `hangup` from the page, and the
-    agent's `hangup`/`transfer` and the call's events (`send_event`) to it.
+    once (the tenant is the server's choice; a browser caller has no caller ID, the agent asks for
+    the number). Inbound Opus is decoded by aiortc and converted to 640-byte frames, released at
+    most at real-time pace; the data channel carries `dtmf` {digit} and `hangup` from the page, and
+    the agent's `hangup`/`transfer` and the call's events (`send_event`) to it. A peer that never
+    connects, or whose audio stops, ends the call at the limits' deadlines.
     """
 
     #: marks come back from the agent track once the audio before them has gone to the encoder: the
     #: queue that barge-in can still cut is ours, the browser's jitter buffer adds only tens of ms
     echoes_marks = True
 
-    def __init__(self, *, tenant: str | None, caller: str = "", params: Mapping[str, str] | None = None,
-                 connect_timeout_s: float = 15.0) -> None:
+    def __init__(self, *, tenant: str | None, limits: BrowserLimits = BrowserLimits()) -> None:
+        #: never set from the page: a browser call runs on the wall clock
         self.lockstep = False
+        self.limits = limits
         self.call_id = f"webrtc-{uuid.uuid4().hex[:12]}"
         self.path = WebRtcAudioPath()
         self.track = AgentAudioTrack(self.path, self._mark_played)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
-        self.stats: dict[str, int] = {"frames_in": 0, "frames_out": 0, "issues": 0, "events_out": 0}
+        self.stats: dict[str, int] = {"frames_in": 0, "frames_out": 0, "issues": 0, "events_out": 0,
+                                      "junk": 0, "dropped_in": 0, "dropped_events": 0}
         self.first_audio_in_wall: float | None = None
-        self._inbound: asyncio.Queue[InboundEvent] = asyncio.Queue()
+        self._inbound = PacedInbound(limits)
+        self._arrived = asyncio.Event()
+        self._guard = JunkGuard(limits)
+        self._answered_at: float | None = None
+        self._last_audio_at: float | None = None
         self._ended: Hangup | None = None
         self._channel: RTCDataChannel | None = None
-        self._unsent: list[str] = []
+        self._unsent: deque[str] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._opening = bytearray()
         self._opening_checked = False
         self._issues_seen: set[str] = set()
-        self._connect_timeout_s = connect_timeout_s
-        self._inbound.put_nowait(CallStarted(call_id=self.call_id, caller_id=caller, called="",
-                                             tenant_id=tenant or None, params=dict(params or {})))
+        self._put(CallStarted(call_id=self.call_id, caller_id="", called="", tenant_id=tenant or None))
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -176,6 +201,7 @@ class WebRtcTransport:
         """Take the browser's offer; the answer carries our candidates (gathering is complete)."""
         if offer.type != "offer":
             raise ValueError(f"expected an SDP offer, got type {offer.type!r}")
+        _check_offer_size(offer.sdp)
         try:
             await self.pc.setRemoteDescription(offer)
         except Exception as exc:  # aiortc raises assorted errors on SDP it cannot use
@@ -186,7 +212,8 @@ class WebRtcTransport:
         with loopback_candidates(allow_loopback):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         self._check_codec(self.pc.localDescription.sdp)
-        self._spawn(self._watch_connect())
+        self._answered_at = time.monotonic()
+        self._spawn(self._watch_deadlines())
         return self.pc.localDescription
 
     def _check_codec(self, answer_sdp: str) -> None:
@@ -204,9 +231,25 @@ class WebRtcTransport:
 
     # ---- inbound ----
     async def receive(self) -> InboundEvent:
-        if self._ended is not None and self._inbound.empty():
-            return self._ended
-        return await self._inbound.get()
+        """The next inbound item, caller audio at most at real-time pace; Hangup once the call is over."""
+        while True:
+            if self._inbound:
+                hold = self._inbound.wait_s(time.monotonic(), self._ended is not None)
+                if hold <= 0:
+                    return self._inbound.take(time.monotonic())
+                await asyncio.sleep(hold)  # aiortc's callbacks queue what arrives meanwhile
+            elif self._ended is not None:
+                return self._ended
+            else:
+                self._arrived.clear()
+                # bounded: the deadline watch ends the call when nothing arrives
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.limits.idle_timeout_s):
+                        await self._arrived.wait()
+
+    def _put(self, event: InboundEvent) -> None:
+        self._inbound.put(event)
+        self._arrived.set()
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio":
@@ -226,14 +269,18 @@ class WebRtcTransport:
     def _on_frame(self, frame: av.AudioFrame) -> None:
         if self.first_audio_in_wall is None:
             self.first_audio_in_wall = time.perf_counter()
+        self._last_audio_at = time.monotonic()
         frames, issues = self.path.inbound(frame)
         for issue in issues:
             self._encoding_issue(issue)
         if not self._opening_checked:
             self._check_opening(frame)
         for pcm in frames:
-            self.stats["frames_in"] += 1
-            self._inbound.put_nowait(AudioIn(pcm))
+            if self._inbound.put_audio(pcm):
+                self.stats["frames_in"] += 1
+            else:  # pushed faster than real time: the excess does not drive the call's clock
+                self.stats["dropped_in"] += 1
+        self._arrived.set()
 
     def _check_opening(self, frame: av.AudioFrame) -> None:
         """Dead line or clipping in the first second of decoded audio (the profile's audio check)."""
@@ -255,57 +302,91 @@ class WebRtcTransport:
         """One data channel message from the page: `dtmf` {digit} or `hangup` (public for tests)."""
         if self._ended is not None:
             return
+        if len(message) > self.limits.max_control_chars:  # refused unparsed
+            self._junk(f"data channel message of {len(message)} characters refused unparsed (limit "
+                       f"{self.limits.max_control_chars}; a dtmf message is ~30)")
+            return
         try:
             msg = json.loads(message)
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
-            self._issue(f"malformed data channel message ignored: {str(message)[:80]!r}")
+            self._junk(f"malformed data channel message ignored: {str(message)[:80]!r}")
             return
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "dtmf":
             digit = msg.get("digit")
             if isinstance(digit, str) and digit.upper() in DTMF_DIGITS:
-                self._inbound.put_nowait(Dtmf(digit.upper()))
+                self._guard.good()
+                self._put(Dtmf(digit.upper()))
             else:
-                self._issue(f"dtmf message with digit {digit!r} ignored: use one of 0-9 * # A-D")
+                self._junk(f"dtmf message with digit {str(digit)[:20]!r} ignored: use one of 0-9 * # A-D")
         elif kind == "hangup":
             self._finish("caller hung up")
         else:
-            self._issue(f"unknown data channel message type {kind!r} ignored; expected dtmf or hangup")
+            self._junk(f"unknown data channel message type {str(kind)[:40]!r} ignored; expected dtmf or hangup")
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         if state in ("failed", "closed"):
             self._finish(f"WebRTC connection {state}")
 
-    async def _watch_connect(self) -> None:
-        await asyncio.sleep(self._connect_timeout_s)
-        if self.first_audio_in_wall is None:
-            self._finish(f"no audio from the browser within {self._connect_timeout_s:.0f} s "
-                         f"(WebRTC state {self.pc.connectionState}): ICE or DTLS did not complete")
+    async def _watch_deadlines(self) -> None:
+        """End the call when the peer never sends audio (ICE or DTLS never completed) or its audio stops."""
+        while self._ended is None:
+            overdue, reason = self._deadline()
+            left = overdue - time.monotonic()
+            if left <= 0:
+                self._finish(reason)
+                return
+            await asyncio.sleep(left)
+
+    def _deadline(self) -> tuple[float, str]:
+        state = self.pc.connectionState
+        if self._last_audio_at is None:
+            limit = self.limits.connect_timeout_s
+            assert self._answered_at is not None
+            return self._answered_at + limit, (f"no audio from the browser within {limit:g} s "
+                                               f"(WebRTC state {state}): ICE or DTLS did not complete")
+        limit = self.limits.idle_timeout_s
+        return self._last_audio_at + limit, f"the browser's audio stopped: nothing for {limit:g} s (WebRTC state {state})"
 
     def _finish(self, reason: str) -> None:
         if self._ended is not None:
             return
         for pcm in self.path.flush_inbound():
-            self._inbound.put_nowait(AudioIn(pcm))
+            self._inbound.put_audio(pcm)
         self._ended = Hangup(reason)
-        self._inbound.put_nowait(self._ended)
+        self._put(self._ended)
+        if self._inbound.dropped_frames:
+            log.info("webrtc call %s: %d caller frames dropped (sent faster than real time)",
+                     self.call_id, self._inbound.dropped_frames)
         log.info("webrtc call %s ended: %s", self.call_id, reason)
 
     def _encoding_issue(self, issue: EncodingIssue) -> None:
         count_issue("browser-webrtc", issue)
         self._issue(f"call {self.call_id}: {issue.message}")
 
+    def _junk(self, message: str) -> None:
+        """A message the page would not send: reported (rate-limited); too many end the call."""
+        self.stats["junk"] += 1
+        self._issue(message)
+        if self._guard.spend():
+            self._finish(f"closed: {self._guard.junk} malformed or unexpected data channel messages "
+                         "(the page keeps sending junk)")
+
     def _issue(self, message: str) -> None:
+        self.stats["issues"] += 1
         if message in self._issues_seen:
             return  # a per-frame problem is reported once, not fifty times a second
-        self._issues_seen.add(message)
-        self.stats["issues"] += 1
-        log.info("webrtc protocol issue (call %s): %s", self.call_id, message)
-        self._inbound.put_nowait(ProtocolIssue(message))
+        if len(self._issues_seen) < self.limits.log_first_issues:
+            self._issues_seen.add(message)
+        line = self._guard.admit(message)
+        if line is None:
+            return  # counted; the log and the call's events stay small under a flood
+        log.info("webrtc protocol issue (call %s): %s", self.call_id, line)
+        self._put(ProtocolIssue(line))
 
     def _mark_played(self, name: str) -> None:
-        self._inbound.put_nowait(MarkPlayed(name))
+        self._put(MarkPlayed(name))
 
     # ---- outbound ----
     async def send_audio(self, pcm: bytes) -> None:
@@ -352,7 +433,12 @@ class WebRtcTransport:
         for task in list(self._tasks):
             task.cancel()
         self.track.stop()
-        await self.pc.close()
+        try:
+            async with asyncio.timeout(CLOSE_DEADLINE_S):  # a vanished peer cannot hold the call open
+                await self.pc.close()
+        except TimeoutError:
+            log.warning("webrtc call %s: the peer connection did not close within %g s", self.call_id,
+                        CLOSE_DEADLINE_S)
 
     async def _drain_outbound(self, limit_s: float = 5.0) -> None:
         deadline = time.monotonic() + limit_s
@@ -362,7 +448,13 @@ class WebRtcTransport:
     def _send_json(self, message: dict[str, Any]) -> None:
         text = json.dumps(message, separators=(",", ":"), default=str)
         channel = self._channel
+        if channel is not None and channel.bufferedAmount > MAX_CHANNEL_BUFFER_BYTES:
+            self.stats["dropped_events"] += 1  # the page stopped acknowledging: it is gone or stuck
+            return
         if channel is None or channel.readyState != "open":
+            if len(self._unsent) >= self.limits.max_held_events:  # a page that never opens its channel
+                self._unsent.popleft()
+                self.stats["dropped_events"] += 1
             self._unsent.append(text)
             return
         channel.send(text)
@@ -370,9 +462,21 @@ class WebRtcTransport:
     def _flush_events(self) -> None:
         channel = self._channel
         while channel is not None and channel.readyState == "open" and self._unsent:
-            channel.send(self._unsent.pop(0))
+            channel.send(self._unsent.popleft())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _check_offer_size(sdp: str) -> None:
+    """Refuse an offer with more media sections or candidates than a talk page sends, before aiortc builds them."""
+    lines = sdp.splitlines()
+    media = sum(1 for line in lines if line.startswith("m="))
+    candidates = sum(1 for line in lines if line.startswith("a=candidate:"))
+    if media > MAX_OFFER_MEDIA:
+        raise ValueError(f"{media} media sections (m= lines); a call from the talk page has 2 (audio and its "
+                         f"data channel), at most {MAX_OFFER_MEDIA} are accepted")
+    if candidates > MAX_OFFER_CANDIDATES:
+        raise ValueError(f"{candidates} ICE candidates; at most {MAX_OFFER_CANDIDATES} are accepted")

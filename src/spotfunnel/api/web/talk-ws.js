@@ -45,10 +45,12 @@ class Playback {
   }
 }
 
-function openSocket() {
+function openSocket(tenant) {
   return new Promise((resolve, reject) => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/browser/ws`);
+    // the server checks the tenant against its own; a browser call has no caller ID (the agent asks for the number)
+    const query = tenant ? `?tenant=${encodeURIComponent(tenant)}` : "";
+    const socket = new WebSocket(`${scheme}://${location.host}/browser/ws${query}`);
     socket.binaryType = "arraybuffer";
     const timer = setTimeout(() => { socket.close(); reject(new Error("the WebSocket did not open within 8 s")); }, CONNECT_TIMEOUT_MS);
     socket.onopen = () => { clearTimeout(timer); resolve(socket); };
@@ -56,8 +58,8 @@ function openSocket() {
   });
 }
 
-async function startWebSocket(tenant, caller) {
-  ws = await openSocket();
+async function startWebSocket(tenant) {
+  ws = await openSocket(tenant);
   audioCtx = new AudioContext();
   playback = new Playback(audioCtx, (name) => ws && ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify({ type: "mark", name })));
   ws.onmessage = (e) => {
@@ -70,7 +72,7 @@ async function startWebSocket(tenant, caller) {
   ws.onclose = () => {
     if (call.state !== "ended") { showError("The connection to the SpotFunnel server closed before the call ended."); finish(); }
   };
-  ws.send(JSON.stringify({ type: "start", tenant, caller, format: { encoding: "audio/l16", sampleRate: 16000, channels: 1 } }));
+  ws.send(JSON.stringify({ type: "start", format: { encoding: "audio/l16", sampleRate: 16000, channels: 1 } }));
   await audioCtx.audioWorklet.addModule("/talk/static/pcm-worklet.js");
   const source = audioCtx.createMediaStreamSource(mic);
   const capture = new AudioWorkletNode(audioCtx, "pcm16k-capture");

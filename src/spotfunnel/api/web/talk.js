@@ -39,7 +39,6 @@ function setState(state) {
   $("call").disabled = busy;
   $("hangup").disabled = !busy;
   $("tenant").disabled = busy;
-  $("caller").disabled = busy;
 }
 
 // ---- the transcript -------------------------------------------------------------------------
@@ -188,7 +187,7 @@ async function httpError(resp) {
 
 class RefusedByServer extends Error {}
 
-async function startWebRtc(tenant, caller) {
+async function startWebRtc(tenant) {
   pc = new RTCPeerConnection({ iceServers: [] });
   mic.getAudioTracks().forEach((track) => pc.addTrack(track, mic));
   channel = pc.createDataChannel("control");
@@ -204,7 +203,7 @@ async function startWebRtc(tenant, caller) {
   const resp = await fetch("/webrtc/offer", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", tenant, caller }),
+    body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", tenant }),
   });
   if (resp.status >= 400 && resp.status < 500) throw new RefusedByServer(await httpError(resp));
   if (!resp.ok) throw new Error(`the server could not answer the WebRTC offer: ${await httpError(resp)}`);
@@ -263,7 +262,6 @@ async function startCall() {
   setState("connecting");
   setStatus("Opening the microphone...");
   const tenant = $("tenant").value || params.get("tenant") || null;
-  const caller = $("caller").value.trim();
   try {
     mic = await getMicrophone();
   } catch (err) {
@@ -276,7 +274,7 @@ async function startCall() {
   if (params.get("transport") !== "ws") {
     try {
       useTransport("webrtc");
-      await startWebRtc(tenant, caller);
+      await startWebRtc(tenant);
       setStatus("Connected over WebRTC: say hello.");
       return;
     } catch (err) {
@@ -288,7 +286,7 @@ async function startCall() {
   }
   try {
     useTransport("ws");
-    await startWebSocket(tenant, caller);
+    await startWebSocket(tenant);
     setStatus("Connected over WebSocket: say hello.");
   } catch (err) {
     stopWebSocket();
@@ -341,6 +339,5 @@ document.addEventListener("keydown", (e) => {
   if (e.target.tagName === "INPUT") return;
   if (/^[0-9*#]$/.test(e.key)) pressKey(e.key);
 });
-if (params.get("caller")) $("caller").value = params.get("caller");
 setState("idle");
 loadTenants();
