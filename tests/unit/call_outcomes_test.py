@@ -140,3 +140,18 @@ async def test_a_transfer_refused_after_the_caller_hung_up_still_ends() -> None:
     assert len(unheard) == 1 and "0 1 9 9" in unheard[0].data["text"]  # offered after the line went: not heard
     assert all("0 1 9 9" not in t["text"] for t in record.transcript)
     await assert_reported(record, db, "handoff_failed")
+
+
+async def test_the_live_transcript_is_logged_at_debug_only() -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        record, _db = await call(ScriptedStt(["Can I talk to a person?"]), speak_after_greeting,
+                                 RefusingTransport(lockstep=True))
+    content = [e for e in logs if e["event"] in ("call.caller", "call.agent", "call.agent_interrupted")]
+    assert {e["event"] for e in content} >= {"call.caller", "call.agent"}
+    assert {e["log_level"] for e in content} == {"debug"}
+    above_debug = " ".join(str(e) for e in logs if e["log_level"] != "debug")
+    assert "talk to a person" not in above_debug and "0 1 9 9" not in above_debug
+    [ended] = [e for e in logs if e["event"] == "call.ended"]
+    assert ended["log_level"] == "info" and ended["outcome"] == record.outcome == "handoff_failed"
