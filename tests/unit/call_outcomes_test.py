@@ -82,16 +82,18 @@ async def speak_after_greeting(line: LocalCallerLine) -> None:
     await stay_quiet(line)
 
 
-async def call(stt: object, caller: Caller, transport: LocalTransport | None = None) -> tuple[CallRecord, Database]:
+async def call(stt: object, caller: Caller, transport: LocalTransport | None = None, *, db: Database | None = None,
+               provider_id: str = PROVIDER_ID) -> tuple[CallRecord, Database]:
+    """One in-process call (lockstep) over `db` (a fresh in-memory one by default), then the outbox run dry."""
     agent = load_agent(SALON)
-    db = await asyncio.to_thread(Database.memory)
+    db = db or await asyncio.to_thread(Database.memory)
     setup = CallSetup(agent=agent, db=db, clock=FrozenClock(datetime.fromisoformat("2026-12-10T15:00:00-08:00")))
     transport = transport or LocalTransport(lockstep=True)
     line = LocalCallerLine(transport)
     services = CallServices(stt=stt, tts=ToneTts(), vad_factory=EnergyFrameVad)  # type: ignore[arg-type]
     record = CallRecord(call_id="")
     agent_side = asyncio.create_task(run_call(transport, services, lambda _s: setup, lambda _s: record))
-    await line.start(CallStarted(call_id=PROVIDER_ID, caller_id="+14155550123", called=agent.profile.phone,
+    await line.start(CallStarted(call_id=provider_id, caller_id="+14155550123", called=agent.profile.phone,
                                  tenant_id=SALON))
     await caller(line)
     if not line.closed:
