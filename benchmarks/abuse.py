@@ -76,6 +76,7 @@ class Verdict:
     http_ok: bool
     sip_ok: bool
     hung: int
+    peak_calls: int  # the most active_calls /healthz reported during the attack
     rss_growth_mb: float  # peak during the attack over the RSS when it began
     rss_kept_mb: float  # RSS after it settled over the RSS when it began
     worst_healthz_ms: float
@@ -92,7 +93,7 @@ class Verdict:
         probes = f" ({self.unanswered_probes} unanswered)" if self.unanswered_probes else ""
         return (f"[{index:2d}] {self.name:<22} sent: {self.outcome.sent}\n"
                 f"     alive {yes[self.alive]}, HTTP {yes[self.http_ok]}, SIP OPTIONS {yes[self.sip_ok]}, "
-                f"hung calls {self.hung}, RSS {self.rss_growth_mb:+.1f} MB (kept {self.rss_kept_mb:+.1f}), worst /healthz "
+                f"peak calls {self.peak_calls}, hung calls {self.hung}, RSS {self.rss_growth_mb:+.1f} MB (kept {self.rss_kept_mb:+.1f}), worst /healthz "
                 f"{self.worst_healthz_ms:.0f} ms{probes}, log +{self.log_kb:.0f} KB, {self.seconds:.1f} s"
                 + (f"\n     saw: {'; '.join(self.outcome.notes)}" if self.outcome.notes else "")
                 + "".join(f"\n     MISSED: {b}" for b in self.outcome.breaches))
@@ -104,16 +105,17 @@ async def active_calls(server: ServerUnderTest) -> int | None:
     return value if isinstance(value, int) else None
 
 
-async def settle(server: ServerUnderTest, before: int, within_s: float) -> int:
-    """Wait (bounded) for active_calls to come back to `before`; the calls still over it are hung."""
-    deadline = time.monotonic() + within_s
+async def settle(server: ServerUnderTest, before: int, within_s: float) -> tuple[int, float]:
+    """Wait (bounded) for active_calls to come back to `before`: (calls still over it, i.e. hung; seconds waited)."""
+    began = time.monotonic()
     while True:
         now = await active_calls(server)
+        waited = time.monotonic() - began
         if now is None:
-            return 0  # not answering: that is a crash, judged on its own
-        if now <= before or time.monotonic() >= deadline:
-            return max(0, now - before)
-        await asyncio.sleep(0.2)
+            return 0, waited  # not answering: that is a crash, judged on its own
+        if now <= before or waited >= within_s:
+            return max(0, now - before), waited
+        await asyncio.sleep(0.1)
 
 
 async def run_attack(name: str, attack_fn: AttackFn, attack: Attack) -> Verdict:
@@ -129,7 +131,12 @@ async def run_attack(name: str, attack_fn: AttackFn, attack: Attack) -> Verdict:
         outcome = Outcome("(cut off)", breaches=[f"the attack did not finish within {limit:.0f} s"])
     except Exception as exc:  # noqa: BLE001 - an attack that breaks is reported, the rest still run
         outcome = Outcome("(failed)", breaches=[f"the attack itself failed: {type(exc).__name__}: {exc}"])
-    hung = await settle(server, before, attack.seconds(10.0, 6.0))
+    hung, settled_s = await settle(server, before, attack.seconds(10.0, 6.0))
+    outcome.notes.append(f"calls back to {before} in {settled_s:.1f} s" if not hung else
+                         f"{hung} calls still up {settled_s:.0f} s after the attack")
+    if hung:
+        health = await server.healthz() or {}
+        outcome.notes.append(f"still up after settling, by edge: {health.get('edges')}")
     await asyncio.sleep(OBSERVE_AFTER_S)
     alive = server.alive()
     http_ok = alive and await server.healthz() is not None
@@ -141,19 +148,27 @@ async def run_attack(name: str, attack_fn: AttackFn, attack: Attack) -> Verdict:
     unanswered = len(samples) - len(answered)
     worst = max(answered + ([PROBE_TIMEOUT_S * 1000.0] if unanswered else []), default=0.0)
     kept = (server.rss_mb() or rss_before) - rss_before
-    return Verdict(name, outcome, alive, http_ok, sip_ok, hung, max(rss, default=rss_before) - rss_before, kept, worst,
+    peak_calls = max((s.active_calls for s in samples if s.active_calls is not None), default=0)
+    # the call capacity is process-wide, over every edge (ops/capacity.py): calls past it run slower than real time
+    outcome.check(peak_calls <= attack.capacity, f"{peak_calls} calls up at once, past the capacity {attack.capacity}")
+    return Verdict(name, outcome, alive, http_ok, sip_ok, hung, peak_calls, max(rss, default=rss_before) - rss_before, kept, worst,
                    unanswered, (server.log_bytes() - log_before) / 1024.0, ended - began)
 
 
 async def warm_up(attack: Attack) -> None:
-    """One ordinary call per edge before measuring, so first-call allocations are not counted as growth."""
-    out = Outcome("warm-up")
-    peer = await one_call(attack, out)
-    if peer is not None:
-        await play(peer, 1.0)
-        await peer.hang_up()
+    """Ordinary calls before measuring: the server at its capacity once (its normal working set), then a SIP call.
+
+    What a server needs to serve its capacity is not growth an attack caused; what it keeps beyond that is.
+    """
+    async def ordinary_call() -> None:
+        peer = await one_call(attack, Outcome("warm-up"))
+        if peer is not None:
+            await play(peer, 2.0)
+            await peer.hang_up()
+
+    await asyncio.gather(*(ordinary_call() for _ in range(attack.capacity)))
     await normal_sip_call(attack.server.sip, seconds=1.0)
-    await settle(attack.server, 0, 5.0)
+    await settle(attack.server, 0, 10.0)  # whatever is still up then is the first attack's baseline
 
 
 def start_server(workdir: Path) -> ServerUnderTest:
@@ -162,8 +177,10 @@ def start_server(workdir: Path) -> ServerUnderTest:
     return server
 
 
-async def run(names: list[str], short: bool, workdir: Path) -> list[Verdict]:
+async def run(names: list[str], short: bool, workdir: Path) -> tuple[list[Verdict], str]:
+    """Every attack in turn against one server (restarted after a crash); the verdicts and how the server stopped."""
     verdicts: list[Verdict] = []
+    stopped = "not started"
     server = await asyncio.to_thread(start_server, workdir)
     try:
         attack = Attack(server, short, DEFAULT_MAX_CALLS)
@@ -174,26 +191,23 @@ async def run(names: list[str], short: bool, workdir: Path) -> list[Verdict]:
             print(verdict.line(index), flush=True)
             # a crashed server must restart; hung calls too in full mode (short mode cannot afford the model load)
             if (verdict.crashed or (verdict.hung and not short)) and index < len(names):
-                print("     (restarting the server so the next attack meets a clean one)", flush=True)
-                server.stop()
+                print(f"     (server {server.stop()}; restarting it so the next attack meets a clean one)", flush=True)
                 server = await asyncio.to_thread(start_server, workdir)
                 attack = Attack(server, short, DEFAULT_MAX_CALLS)
     finally:
-        server.stop()
-    return verdicts
+        stopped = server.stop()
+    return verdicts, stopped
 
 
 def summarize(verdicts: list[Verdict]) -> tuple[str, bool]:
-    """The last line, and whether every target and expectation was met."""
+    """The last line, and whether its four targets were met."""
     crashes = sum(v.crashed for v in verdicts)
     hung = sum(v.hung for v in verdicts)
     rss = max((v.rss_growth_mb for v in verdicts), default=0.0)
     worst = max((v.worst_healthz_ms for v in verdicts), default=0.0)
-    missed = sum(len(v.outcome.breaches) for v in verdicts)
     line = (f"abuse: {len(verdicts)} attacks, {crashes} crashes, {hung} hung calls, max RSS growth {rss:.1f} MB, "
             f"worst /healthz {worst:.0f} ms")
-    met = crashes == 0 and hung == 0 and rss < TARGET_RSS_MB and worst < TARGET_HEALTHZ_MS and missed == 0
-    return line, met
+    return line, crashes == 0 and hung == 0 and rss < TARGET_RSS_MB and worst < TARGET_HEALTHZ_MS
 
 
 def main() -> int:
@@ -204,11 +218,15 @@ def main() -> int:
     names = args.only or list(ATTACKS)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="spotfunnel-abuse-") as workdir:
-        verdicts = asyncio.run(run(names, args.short, Path(workdir)))
+        verdicts, stopped = asyncio.run(run(names, args.short, Path(workdir)))
+    print(f"server at the end: {stopped}")
     missed = [f"{v.name}: {b}" for v in verdicts for b in v.outcome.breaches]
+    if "killed" in stopped:  # issue 8: with calls stuck, SIGTERM hung
+        missed.append(f"shutdown: {stopped}")
     print(f"abuse: {len(missed)} expectations missed, {time.monotonic() - began:.0f} s in all"
           + "".join(f"\n  {m}" for m in missed))
-    line, met = summarize(verdicts)
+    line, targets_met = summarize(verdicts)
+    met = targets_met and not missed
     print(f"targets: 0 crashes, 0 hung calls, RSS growth < {TARGET_RSS_MB:.0f} MB, /healthz < "
           f"{TARGET_HEALTHZ_MS:.0f} ms, no expectation missed: {'met' if met else 'NOT met'}")
     print(line, flush=True)

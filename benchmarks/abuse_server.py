@@ -160,13 +160,23 @@ class ServerUnderTest:
     def start(self, ready_timeout_s: float = 240.0) -> None:
         """Start the server and wait until /healthz says it is ready (models loaded); raises if it never is."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SPOTFUNNEL_"))}
-        env.update(TWILIO_AUTH_TOKEN=AUTH_TOKEN, PYTHONUNBUFFERED="1", **self.extra_env)
+        src = str(Path(__file__).resolve().parents[1] / "src")  # the checkout's code, installed or not
+        env.update(TWILIO_AUTH_TOKEN=AUTH_TOKEN, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p), **self.extra_env)
         command = [sys.executable, "-c", "from spotfunnel.cli import app; app()", "serve", "--host", HOST,
                    "--port", str(self.http_port), "--sip-port", str(self.sip_port),
                    "--db", f"sqlite:///{self.db_path}", "--log-level", "info"]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
         log.close()
+        try:
+            self._wait_ready(ready_timeout_s)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
+
+    def _wait_ready(self, ready_timeout_s: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -180,19 +190,22 @@ class ServerUnderTest:
             time.sleep(0.5)
         raise RuntimeError(f"the server was not ready within {ready_timeout_s:.0f} s; its log:\n{self.log_tail()}")
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 10 s: the server never outlives the benchmark."""
+    def stop(self) -> str:
+        """SIGTERM, then SIGKILL after 10 s (the server never outlives the benchmark); says which it took."""
         if self.monitor is not None:
             self.monitor.stop()
             self.monitor = None
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return "not running"
+        began = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
+            return "SIGTERM did not stop it within 10 s: killed"
+        return f"stopped on SIGTERM in {time.monotonic() - began:.1f} s"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -35,7 +35,10 @@ CONNECT_TIMEOUT_S = 10.0
 
 def microphone() -> MediaStreamTrack:
     """A caller's microphone: a quiet 220 Hz tone, paced in real time (FFmpeg's sine source through aiortc's player)."""
-    return MediaPlayer("sine=frequency=220:sample_rate=48000:duration=600", format="lavfi").audio
+    track = MediaPlayer("sine=frequency=220:sample_rate=48000:duration=600", format="lavfi").audio
+    if track is None:
+        raise RuntimeError("FFmpeg's lavfi sine source gave no audio track (PyAV built without libavfilter?)")
+    return track
 
 
 def _loopback_only(sdp: str) -> str:
