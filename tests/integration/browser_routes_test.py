@@ -73,3 +73,22 @@ def test_a_socket_that_never_starts_a_call_gives_its_seat_back(monkeypatch: pyte
                 while True:
                     messages.append(idle.receive_json())
             assert all(m.get("type") != "refused" for m in messages), messages
+
+
+def test_an_offer_body_over_its_cap_is_refused_before_it_is_read() -> None:
+    from spotfunnel.api.limits import ROUTE_BODY_CAPS
+
+    cap = ROUTE_BODY_CAPS["/webrtc/offer"]
+    r = client().post("/webrtc/offer", content=b"{" + b" " * cap + b"}", headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "/webrtc/offer" in r.text
+
+
+def test_an_offer_with_hundreds_of_media_sections_is_refused_before_aiortc_builds_them() -> None:
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n" * 300
+    r = client().post("/webrtc/offer", json={**OFFER, "sdp": sdp})
+    assert r.status_code == 400 and "300 media sections" in r.json()["detail"]
+
+
+def test_an_offer_for_a_tenant_the_server_does_not_have_is_refused() -> None:
+    r = client().post("/webrtc/offer", json={**OFFER, "tenant": "../etc/passwd"})
+    assert r.status_code == 404 and "maple-street-salon" in r.json()["detail"]

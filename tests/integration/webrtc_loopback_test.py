@@ -11,6 +11,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 
 from spotfunnel.audio.levels import rms_dbfs
 from spotfunnel.transports.base import AudioIn, CallStarted, Dtmf
+from spotfunnel.transports.browser_guard import BrowserLimits
 from spotfunnel.transports.webrtc import WebRtcTransport, loopback_candidates
 
 
@@ -41,7 +42,7 @@ def loopback_only(sdp: str) -> str:
 
 async def test_a_call_connects_over_loopback_only_and_carries_audio_and_dtmf() -> None:
     caller = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    transport = WebRtcTransport(tenant="maple-street-salon", caller="+14155550111", connect_timeout_s=10)
+    transport = WebRtcTransport(tenant="maple-street-salon", limits=BrowserLimits(connect_timeout_s=10))
     got_events: list[dict[str, object]] = []
     try:
         caller.addTrack(ToneTrack())
@@ -54,7 +55,9 @@ async def test_a_call_connects_over_loopback_only_and_carries_audio_and_dtmf() -
         assert " 127.0.0.1 " in answer.sdp  # aioice was allowed to offer loopback
         await caller.setRemoteDescription(RTCSessionDescription(loopback_only(answer.sdp), "answer"))
 
-        assert isinstance(await transport.receive(), CallStarted)
+        started = await transport.receive()
+        assert isinstance(started, CallStarted) and started.tenant_id == "maple-street-salon"
+        assert started.caller_id == "" and started.params == {}  # a browser call has no caller ID
         frames: list[bytes] = []
         while len(frames) < 50:
             item = await asyncio.wait_for(transport.receive(), 15)

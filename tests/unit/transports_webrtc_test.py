@@ -11,7 +11,8 @@ import pytest
 
 from spotfunnel.audio.levels import rms_dbfs
 from spotfunnel.transports.base import CallStarted, Dtmf, Hangup, MarkPlayed, ProtocolIssue
-from spotfunnel.transports.webrtc import AgentAudioTrack, WebRtcTransport
+from spotfunnel.transports.browser_guard import BrowserLimits
+from spotfunnel.transports.webrtc import MAX_QUEUED_AGENT_FRAMES, AgentAudioTrack, WebRtcTransport
 from spotfunnel.transports.webrtc_audio import OpusRoundTrip, WebRtcAudioPath
 
 
@@ -162,3 +163,41 @@ async def test_agent_track_catches_up_on_a_backlog_without_paying_it_back(monkey
     await track.recv()  # back in real time: one frame's wait, the burst is not paid back
     assert len(waits) == 1 and 0 < waits[0] <= webrtc.FRAME_S
     track.stop()
+
+
+async def test_a_data_channel_junk_flood_is_counted_quietly_and_ends_the_call() -> None:
+    t = WebRtcTransport(tenant=None, limits=BrowserLimits(junk_budget=30, log_first_issues=3, max_control_chars=100))
+    try:
+        assert isinstance(await t.receive(), CallStarted)
+        t.handle_message("x" * 101)  # too long: refused before it is parsed
+        for i in range(5000):
+            t.handle_message(f"junk {i}")
+        events = [await t.receive() for _ in range(4)]
+        assert [type(e) for e in events] == [ProtocolIssue] * 3 + [Hangup]
+        assert "101 characters refused unparsed" in events[0].message  # type: ignore[union-attr]
+        assert "keeps sending junk" in events[3].reason  # type: ignore[union-attr]
+        assert t.stats["junk"] == 30  # nothing counted (or kept) once the call is over
+    finally:
+        await t.close()
+
+
+async def test_events_held_for_a_channel_that_never_opens_are_capped() -> None:
+    t = WebRtcTransport(tenant=None, limits=BrowserLimits(max_held_events=10))
+    try:
+        for i in range(25):
+            await t.send_event({"type": "caller", "text": str(i)})
+        assert t.stats["dropped_events"] == 15
+        assert [json.loads(m)["text"] for m in t._unsent] == [str(i) for i in range(15, 25)]  # the latest kept
+    finally:
+        await t.close()
+
+
+def test_agent_audio_for_a_sender_that_stopped_pulling_is_capped() -> None:
+    path = WebRtcAudioPath()
+    track = AgentAudioTrack(path, lambda _name: None)
+    frame = path.outbound(tone16k(1))
+    for _ in range(MAX_QUEUED_AGENT_FRAMES + 40):
+        track.push(frame)
+    assert track.queued_frames == MAX_QUEUED_AGENT_FRAMES and track.frames_dropped == 40
+    track.clear()
+    assert track.queued_frames == 0
