@@ -36,9 +36,21 @@ REACTION_S = 8.0
 PATIENT_NO_INPUT_MS = 20_000
 
 
+#: a browser caller has no caller ID: asked for the best number, this one says it
+SPOKEN_NUMBER = "It's four one five, five five five, zero one one one."
+
+
 async def caller_wav(services: Any, tmp: Path, turns: int | None = None) -> tuple[Path, float]:
-    """new-booking-basic's caller lines on a timeline that leaves the agent room to answer."""
+    """new-booking-basic's caller lines on a timeline that leaves the agent room to answer.
+
+    The phone line's "Yes, that number is good" (to "is the number you're calling from the best
+    one?") becomes the number itself: the talk page sends no caller ID, so the agent asks for it.
+    """
     scenario = load_scenario(EXAMPLES / "new-booking-basic.yaml")
+    said = [turn.say for turn in scenario.turns]
+    assert said[3] == "Yes, that number is good.", said  # the answer to the caller-ID question
+    spoken = scenario.turns[3].model_copy(update={"say": SPOKEN_NUMBER})
+    scenario = scenario.model_copy(update={"turns": [*scenario.turns[:3], spoken, *scenario.turns[4:]]})
     voice = CallerVoice(services)
     count = len(scenario.turns) if turns is None else turns
     pcm = bytearray(bytes(int(LEAD_S * RATE) * 2))
@@ -109,7 +121,7 @@ async def test_webrtc_call_from_the_page_books_an_appointment(services: Any, tmp
     profile = (tmp_path / "profile")
     profile.mkdir()
     async with served_app(services) as (base, db, _stop):
-        url = f"{base}/talk?tenant=maple-street-salon&caller=%2B14155550111"
+        url = f"{base}/talk?tenant=maple-street-salon&caller=%2B14155550199"  # a caller= the page ignores
         async with chromium_page(chromium, url, wav, profile) as page:
             await start_call(page)
             await page.wait_for("window.spotfunnel.state === 'live'", 20)
@@ -128,6 +140,9 @@ async def test_webrtc_call_from_the_page_books_an_appointment(services: Any, tmp
     assert "Thursday" in shown and "11:00 AM" in shown
     agent_heard = [text for cls, text in lines if "agent" in cls.split() and "heard" in cls.split()]
     assert agent_heard[0].startswith("Thanks for calling Maple Street Salon")
+    # no caller ID reached the agent: it asked for the number instead of offering the one calling
+    assert any("best number to reach you" in text for text in agent_heard), agent_heard
+    assert not any("number you're calling from" in text for text in agent_heard), agent_heard
     assert any("Maria Lopez" in text and "confirm" in text for text in agent_heard)
     assert any("caller" in cls.split() and "haircut" in text.lower() for cls, text in lines)
 
@@ -138,7 +153,7 @@ async def test_websocket_fallback_carries_the_caller_and_the_greeting(services: 
     profile = (tmp_path / "profile")
     profile.mkdir()
     async with served_app(services) as (base, _db, _stop):
-        url = f"{base}/talk?tenant=maple-street-salon&caller=%2B14155550111&transport=ws"
+        url = f"{base}/talk?tenant=maple-street-salon&transport=ws"
         async with chromium_page(chromium, url, wav, profile) as page:
             await start_call(page)
             await page.wait_for("window.spotfunnel.state === 'live'", 20)

@@ -39,6 +39,10 @@ TALK_PATH = "/talk"
 MAX_CALLS_ENV = "SPOTFUNNEL_MAX_BROWSER_CALLS"
 DEFAULT_MAX_CALLS = 4  # each call runs speech recognition and synthesis: a few per core
 MAX_SDP_CHARS = 32_000  # a browser's audio offer is a few kB; anything near this is not one
+#: outside the call, each wait has a deadline: answering an offer (ICE gathering on host candidates
+#: takes milliseconds), looking up the call's bookings for the page, closing the peer or socket
+ANSWER_DEADLINE_S = 10.0
+LOOKUP_DEADLINE_S = 5.0
 MAX_PAGE_EVENTS = 512  # call events waiting to reach the page; a page that does not read them loses the oldest
 
 
@@ -170,9 +174,10 @@ async def _ended_event(record: CallRecord, pump: _EventPump, state: ServerState)
     bookings: list[dict[str, Any]] = []
     if record.tenant_id and record.call_id:
         try:
-            made = await bookings_made_by_call(state.db, record.tenant_id, record.call_id)
+            async with asyncio.timeout(LOOKUP_DEADLINE_S):
+                made = await bookings_made_by_call(state.db, record.tenant_id, record.call_id)
             bookings = [_describe_booking(b, state) for b in made]
-        except Exception:  # the outcome still reaches the page without the booking details
+        except Exception:  # slow (TimeoutError) or failed: the outcome still reaches the page without the bookings
             log.exception("browser.booking_lookup_failed", call_id=record.call_id)
     return {
         "type": "ended", "call_id": record.call_id, "outcome": record.outcome, "error": record.error,
@@ -247,7 +252,9 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
         transport = WebRtcTransport(tenant=tenant, limits=limits)
         same_machine = is_loopback_host(request.client.host if request.client else None)
         try:
-            answer = await transport.answer(RTCSessionDescription(sdp=offer.sdp, type=offer.type), allow_loopback=same_machine)
+            async with asyncio.timeout(ANSWER_DEADLINE_S):
+                answer = await transport.answer(RTCSessionDescription(sdp=offer.sdp, type=offer.type),
+                                                allow_loopback=same_machine)
         except ValueError as exc:
             await transport.close()
             raise HTTPException(400, f"cannot use this SDP offer: {exc}") from exc

@@ -321,7 +321,8 @@ class BrowserWsTransport:
             return
         self._closed = True
         try:
-            await self.websocket.close(code)
+            async with asyncio.timeout(self.limits.send_timeout_s):  # the close frame waits like any send
+                await self.websocket.close(code)
         except Exception as exc:  # already closed by the page
             log.debug("closing browser websocket: %r", exc)
 
