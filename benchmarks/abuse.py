@@ -1,4 +1,4 @@
-"""Abuse benchmark, issue 8's proof: each attack against a real `spotfunnel serve` on loopback, with its health throughout.
+"""Abuse benchmark (issue 8's proof): each attack on a real `spotfunnel serve` on loopback, health watched throughout.
 
 Starts `spotfunnel serve` as a subprocess (HTTP and `--sip-port` on free loopback ports, a temporary
 `--db`, TWILIO_AUTH_TOKEN set so requests are signed exactly as Twilio signs them), then runs each
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -81,6 +82,7 @@ class Verdict:
     rss_kept_mb: float  # RSS after it settled over the RSS when it began
     worst_healthz_ms: float
     unanswered_probes: int
+    slow_probes: str  # "k/n": probes over the target of all probes during the attack
     log_kb: float
     seconds: float
 
@@ -93,8 +95,10 @@ class Verdict:
         probes = f" ({self.unanswered_probes} unanswered)" if self.unanswered_probes else ""
         return (f"[{index:2d}] {self.name:<22} sent: {self.outcome.sent}\n"
                 f"     alive {yes[self.alive]}, HTTP {yes[self.http_ok]}, SIP OPTIONS {yes[self.sip_ok]}, "
-                f"peak calls {self.peak_calls}, hung calls {self.hung}, RSS {self.rss_growth_mb:+.1f} MB (kept {self.rss_kept_mb:+.1f}), worst /healthz "
-                f"{self.worst_healthz_ms:.0f} ms{probes}, log +{self.log_kb:.0f} KB, {self.seconds:.1f} s"
+                f"peak calls {self.peak_calls}, hung calls {self.hung}, "
+                f"RSS {self.rss_growth_mb:+.1f} MB (kept {self.rss_kept_mb:+.1f}), "
+                f"worst /healthz {self.worst_healthz_ms:.0f} ms ({self.slow_probes} over {TARGET_HEALTHZ_MS:.0f} ms)"
+                f"{probes}, log +{self.log_kb:.0f} KB, {self.seconds:.1f} s"
                 + (f"\n     saw: {'; '.join(self.outcome.notes)}" if self.outcome.notes else "")
                 + "".join(f"\n     MISSED: {b}" for b in self.outcome.breaches))
 
@@ -151,8 +155,10 @@ async def run_attack(name: str, attack_fn: AttackFn, attack: Attack) -> Verdict:
     peak_calls = max((s.active_calls for s in samples if s.active_calls is not None), default=0)
     # the call capacity is process-wide, over every edge (ops/capacity.py): calls past it run slower than real time
     outcome.check(peak_calls <= attack.capacity, f"{peak_calls} calls up at once, past the capacity {attack.capacity}")
-    return Verdict(name, outcome, alive, http_ok, sip_ok, hung, peak_calls, max(rss, default=rss_before) - rss_before, kept, worst,
-                   unanswered, (server.log_bytes() - log_before) / 1024.0, ended - began)
+    growth = max(rss, default=rss_before) - rss_before
+    return Verdict(name, outcome, alive, http_ok, sip_ok, hung, peak_calls, growth, kept, worst,
+                   unanswered, f"{sum(ms > TARGET_HEALTHZ_MS for ms in answered)}/{len(samples)}",
+                   (server.log_bytes() - log_before) / 1024.0, ended - began)
 
 
 async def warm_up(attack: Attack) -> None:
@@ -219,7 +225,9 @@ def main() -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="spotfunnel-abuse-") as workdir:
         verdicts, stopped = asyncio.run(run(names, args.short, Path(workdir)))
-    print(f"server at the end: {stopped}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"server at the end: {stopped}; machine load average {load} on {os.cpu_count()} cores "
+          "(/healthz latency includes whatever else runs here)")
     missed = [f"{v.name}: {b}" for v in verdicts for b in v.outcome.breaches]
     if "killed" in stopped:  # issue 8: with calls stuck, SIGTERM hung
         missed.append(f"shutdown: {stopped}")

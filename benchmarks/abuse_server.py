@@ -1,4 +1,4 @@
-"""The server under attack in benchmarks/abuse.py: a real `spotfunnel serve` subprocess, its /healthz and RSS poller, SIP OPTIONS."""
+"""The server under attack (benchmarks/abuse.py): `spotfunnel serve` as a subprocess, /healthz and RSS poller, OPTIONS."""
 from __future__ import annotations
 
 import asyncio

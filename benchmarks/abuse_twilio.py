@@ -1,4 +1,4 @@
-"""Twilio Media Streams attacks for benchmarks/abuse.py: hang-ups at once, silent and oversized sockets, over capacity, junk, fast senders."""
+"""Twilio Media Streams attacks (benchmarks/abuse.py): instant hang-ups, silent or huge sockets, capacity, junk, pace."""
 from __future__ import annotations
 
 import asyncio
@@ -105,7 +105,8 @@ async def ring(server: ServerUnderTest, http: httpx.AsyncClient, caller: str | N
                       called=SALON_NUMBER, call_sid=form["CallSid"])
 
 
-async def ring_patiently(server: ServerUnderTest, http: httpx.AsyncClient, patience_s: float = 2.0) -> SignedPeer | None:
+async def ring_patiently(server: ServerUnderTest, http: httpx.AsyncClient,
+                         patience_s: float = 2.0) -> SignedPeer | None:
     """`ring`, retried for `patience_s` while busy: a call that just hung up may take a moment to free its seat."""
     deadline = time.monotonic() + patience_s
     while True:

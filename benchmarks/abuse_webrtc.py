@@ -1,4 +1,4 @@
-"""The WebRTC attack for benchmarks/abuse.py: browser peers that connect, then go silent (frozen), and a caller after them.
+"""The WebRTC attack (benchmarks/abuse.py): browser peers that connect, then freeze, and a normal caller after them.
 
 Run as a script (`--silent-peers URL N`) it is the frozen browsers' process: it connects N aiortc
 peers, says how many were admitted, and waits; the benchmark then stops it with SIGSTOP, so its
@@ -25,6 +25,7 @@ from aiortc.contrib.media import MediaPlayer  # noqa: E402
 
 from abuse_server import Attack, Outcome  # noqa: E402
 
+from spotfunnel.transports.browser_guard import BrowserLimits  # noqa: E402
 from spotfunnel.transports.webrtc import loopback_candidates  # noqa: E402
 
 __all__ = ["WEBRTC_ATTACKS"]
@@ -79,7 +80,8 @@ async def _frozen_browsers(base: str, n: int) -> None:
 async def silent_peers(attack: Attack) -> Outcome:
     """Issue 8 #7: five peers connect then go silent; a normal browser caller must still get in."""
     out = Outcome(f"{SILENT_PEERS} WebRTC peers that connect, send 1 s of audio, then freeze")
-    patience_s = attack.seconds(45.0, 25.0)
+    # the server's media-idle deadline frees a silent peer's seat; then a retry or two (1 s apart) gets in
+    patience_s = BrowserLimits().idle_timeout_s + attack.seconds(20.0, 12.0)
     child = await asyncio.create_subprocess_exec(sys.executable, __file__, "--silent-peers", attack.server.base,
                                                  str(SILENT_PEERS), stdout=asyncio.subprocess.PIPE)
     try:
