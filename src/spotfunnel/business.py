@@ -4,9 +4,30 @@ from __future__ import annotations
 from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MAX_NUMBER_CHARS = 64  # longer than any written phone number: refused before it is parsed
+
+
+def e164(number: str) -> str | None:
+    """`number` in E.164 form ('+14155550100'), or None when it is not a possible international number.
+
+    Written forms ('+1 (415) 555-0100', 'tel:+14155550100') normalise to the same string, so two
+    numbers are the same line exactly when their `e164` forms are equal. Without a leading '+' (and
+    its country code) there is no telling which country is meant, so '0', '100' or a national
+    '4155550100' is not a number here.
+    """
+    if not number or len(number) > MAX_NUMBER_CHARS:
+        return None
+    try:
+        parsed = phonenumbers.parse(number.strip(), None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
 class OpeningHours(BaseModel):

@@ -20,7 +20,7 @@ from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.calls.journal import close_calls_left_open
 from spotfunnel.calls.services import CallServices, embedded_services, fixed_phrases, warm_up
 from spotfunnel.clock import SystemClock
-from spotfunnel.conversation.agent import list_tenants, load_agent
+from spotfunnel.conversation.agent import list_tenants
 from spotfunnel.integrations.sms import SmsSink
 from spotfunnel.store.db import Database
 from spotfunnel.transports.twilio_control import TwilioCallControl
@@ -67,7 +67,7 @@ def create_app(db: Database, services: CallServices | None = None, run_worker: b
         if run_worker:
             worker = asyncio.create_task(OutboxWorker(db, default_handlers(db, SmsSink(db))).run_forever(
                 state.worker_stop))
-        phrases = [p for t in list_tenants() for p in fixed_phrases(load_agent(t))]
+        phrases = [p for agent in directory.agents() for p in fixed_phrases(agent)]  # broken tenants left out
         await warm_up(svc, phrases)
         state.ready = True
         yield

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from spotfunnel.calls.call import CallRecord, CallSetup, CallSetupError
 from spotfunnel.calls.tickets import StreamTicket, StreamTickets
-from spotfunnel.conversation.agent import AgentConfig, AgentConfigError, list_tenants, load_agent
+from spotfunnel.conversation.agent import AgentConfig, TenantCatalog, UnknownTenant, list_tenants, load_tenants
 from spotfunnel.transports.base import CallStarted
 
 
@@ -19,7 +20,13 @@ class CallDirectory:
     prepared: dict[str, tuple[CallSetup, CallRecord]] = field(default_factory=dict)
     #: the media streams our webhook (or eval's harness) has answered for, not yet opened (calls/tickets.py)
     tickets: StreamTickets = field(default_factory=StreamTickets)
-    _agents: dict[str, AgentConfig] = field(default_factory=dict)
+    #: the folder of tenant overlays (None: the packaged one); all are loaded at construction (start-up),
+    #: where a broken file is logged and kept out (conversation/agent.py load_tenants)
+    tenants_dir: Path | None = None
+    _catalog: TenantCatalog = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._catalog = load_tenants(self.tenants_dir)
 
     def prepare(self, key: str, setup: CallSetup, record: CallRecord) -> None:
         self.prepared[key] = (setup, record)
@@ -49,25 +56,29 @@ class CallDirectory:
         return self.default_setup(self.agent_for(started))
 
     def knows(self, tenant_id: str) -> bool:
-        """Whether `tenant_id` is a configured tenant (for labels and ids that arrive in requests)."""
-        return tenant_id in self._agents or tenant_id in list_tenants()
+        """Whether `tenant_id` is a configured tenant that loads (for labels and ids that arrive in requests)."""
+        return tenant_id in self._current().agents
+
+    def agents(self) -> list[AgentConfig]:
+        """Every tenant's agent that loads, by tenant id (broken ones were reported when loaded)."""
+        catalog = self._current()
+        return [catalog.agents[t] for t in sorted(catalog.agents)]
 
     def agent_for(self, started: CallStarted) -> AgentConfig:
-        tenant = started.tenant_id or self._tenant_by_number(started.called)
+        """The agent of the tenant named by id, else the one whose number is exactly the E.164 number dialled."""
+        catalog = self._current()
+        tenant = started.tenant_id or catalog.tenant_for_number(started.called)
         if not tenant:
-            raise CallSetupError(f"no tenant answers {started.called or 'this number'}; known: {list_tenants()}")
-        if tenant not in self._agents:
-            try:
-                self._agents[tenant] = load_agent(tenant)
-            except AgentConfigError as exc:
-                raise CallSetupError(str(exc)) from exc
-        return self._agents[tenant]
+            raise CallSetupError(f"no tenant answers {started.called or 'this number'!r} (numbers must match "
+                                 f"exactly, in E.164 form like +14155550100); known: {sorted(catalog.by_number)}")
+        if tenant in catalog.problems:
+            raise CallSetupError(catalog.problems[tenant])
+        if tenant not in catalog.agents:
+            raise CallSetupError(str(UnknownTenant(tenant, sorted(catalog.agents))))
+        return catalog.agents[tenant]
 
-    def _tenant_by_number(self, called: str) -> str | None:
-        digits = "".join(c for c in called if c.isdigit())
-        for tenant in list_tenants():
-            agent = self._agents.get(tenant) or load_agent(tenant)
-            self._agents[tenant] = agent
-            if digits and "".join(c for c in agent.profile.phone if c.isdigit()).endswith(digits[-10:]):
-                return tenant
-        return None
+    def _current(self) -> TenantCatalog:
+        """The loaded tenants; reloaded only when overlay files were added or removed since (a cheap listing)."""
+        if list_tenants(self._catalog.folder) != self._catalog.tenant_ids:
+            self._catalog = load_tenants(self.tenants_dir)
+        return self._catalog

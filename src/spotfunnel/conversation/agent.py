@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from spotfunnel.business import TenantProfile
+from spotfunnel.business import TenantProfile, e164
+
+log = structlog.get_logger(__name__)
 
 AGENTS_DIR = Path(__file__).parent / "agents"
 TENANTS_DIR = AGENTS_DIR / "tenants"
@@ -185,6 +189,59 @@ def list_tenants(tenants_dir: Path | None = None) -> list[str]:
     """Ids of the tenants that have an overlay file, sorted."""
     folder = tenants_dir or TENANTS_DIR
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+@dataclass(frozen=True)
+class TenantCatalog:
+    """Every tenant overlay in a folder, loaded once: the good ones by id and by E.164 number, and
+    each bad one with its problem (file, field, what is wrong), so one broken file affects only itself."""
+
+    folder: Path
+    agents: dict[str, AgentConfig] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+    by_number: dict[str, str] = field(default_factory=dict)  # E.164 number -> tenant id
+
+    @property
+    def tenant_ids(self) -> list[str]:
+        """Ids of every overlay file that was read, good or bad, sorted."""
+        return sorted({*self.agents, *self.problems})
+
+    def tenant_for_number(self, dialled: str) -> str | None:
+        """The tenant whose number is exactly `dialled` (both sides normalised to E.164), else None."""
+        number = e164(dialled)
+        return self.by_number.get(number) if number else None
+
+
+def load_tenants(tenants_dir: Path | None = None, *, report: bool = True) -> TenantCatalog:
+    """Loads every tenant in the folder; a bad one is kept out and (`report`) logged at ERROR with its
+    file, field and problem.
+
+    A tenant whose number another tenant (earlier in sort order) already has is a problem too: the
+    dialled number must name one business.
+    """
+    folder = tenants_dir or TENANTS_DIR
+    catalog = TenantCatalog(folder)
+    for tenant_id in list_tenants(folder):
+        try:
+            agent = load_agent(tenant_id, folder)
+        except AgentConfigError as exc:
+            catalog.problems[tenant_id] = str(exc)
+            continue
+        number = e164(agent.profile.phone)
+        if number is not None and number in catalog.by_number:
+            catalog.problems[tenant_id] = (f"{folder / f'{tenant_id}.yaml'}: profile.phone: {number} is already "
+                                           f"tenant {catalog.by_number[number]!r}'s number; give each tenant its own")
+            continue
+        catalog.agents[tenant_id] = agent
+        if number is not None:
+            catalog.by_number[number] = tenant_id
+        elif report:  # it still takes calls by tenant id (browser, dial); doctor names the bad number
+            log.warning("tenant.number_unroutable", tenant=tenant_id, file=str(folder / f"{tenant_id}.yaml"),
+                        detail="profile.phone is not an E.164 number, so no call by number reaches this tenant")
+    for tenant_id, problem in catalog.problems.items() if report else ():
+        log.error("tenant.invalid", tenant=tenant_id, problem=problem,
+                  detail="calls to this tenant are refused until the file is fixed; other tenants are unaffected")
+    return catalog
 
 
 def load_agent(tenant_id: str, tenants_dir: Path | None = None) -> AgentConfig:

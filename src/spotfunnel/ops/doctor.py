@@ -70,19 +70,20 @@ class DoctorReport:
 
 
 def check_tenants(tenant: str | None, tenants_dir: Path | None) -> list[Finding]:
-    """Each tenant (or the one asked for) loads and has valid E.164 numbers."""
-    from spotfunnel.conversation.agent import AgentConfigError, list_tenants, load_agent
+    """Each tenant (or the one asked for) loads, has valid E.164 numbers, and a number no other tenant has."""
+    from spotfunnel.conversation.agent import UnknownTenant, load_tenants
 
-    tenants = [tenant] if tenant else list_tenants(tenants_dir)
+    catalog = load_tenants(tenants_dir, report=False)  # the problems are this report's findings
+    tenants = [tenant] if tenant else catalog.tenant_ids
     if not tenants:
         where = tenants_dir or "the built-in tenants folder"
         return [Finding("tenants", "error", f"no tenant overlay (*.yaml) found in {where}")]
     findings = []
     for tid in tenants:
-        try:
-            agent = load_agent(tid, tenants_dir)
-        except AgentConfigError as exc:
-            findings.append(Finding(f"tenant {tid}", "error", str(exc)))
+        agent = catalog.agents.get(tid)
+        if agent is None:
+            problem = catalog.problems.get(tid) or str(UnknownTenant(tid, catalog.tenant_ids))
+            findings.append(Finding(f"tenant {tid}", "error", problem))
             continue
         findings.append(Finding(f"tenant {tid}", "ok", f"loads ({agent.profile.name}, base {agent.base})"))
         numbers = {"profile.phone": agent.profile.phone, "profile.handoff_phone": agent.profile.handoff_phone}
