@@ -5,7 +5,6 @@ import contextlib
 import uuid
 from typing import Any, AsyncIterator
 
-import httpx
 import pytest
 
 from spotfunnel.api.app import create_app
@@ -16,7 +15,7 @@ from spotfunnel.store.db import Database
 from spotfunnel.store.queries import call_report
 from spotfunnel.transports.sip.peer import SipPeer
 
-from call_support import CALLER, SALON, SALON_NUMBER, poll, ring_like_twilio
+from call_support import CALLER, SALON, SALON_NUMBER, await_idle, poll, ring_like_twilio
 
 pytestmark = pytest.mark.models
 
@@ -41,11 +40,7 @@ async def server(services: Any, tmp_path: Any, sip: bool = False) -> AsyncIterat
 
 async def assert_ended_and_reported(http: str, db: Database, provider_id: str) -> CallView:
     """The seat is free, the call's row is closed with an outcome, and its report is written."""
-    async with httpx.AsyncClient(base_url=http) as client:
-        async def idle() -> bool:
-            return (await client.get("/healthz")).json()["active_calls"] == 0
-
-        await poll(idle, "active_calls back to 0 after the caller hung up")
+    await await_idle(http)
 
     async def closed() -> list[CallView]:
         return [c for c in await call_by_provider_id(db, SALON, provider_id) if c.status != "open"]
@@ -65,20 +60,18 @@ async def assert_ended_and_reported(http: str, db: Database, provider_id: str) -
 
 async def test_twilio_start_then_stop_ends_the_call(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
     async with server(services, tmp_path) as (http, state, _sip):
-        call_sid = "CA" + uuid.uuid4().hex
-        peer = await ring_like_twilio(http, call_sid)
+        peer = await ring_like_twilio(http)
         await peer.connect()  # connected + start
         await peer.hangup()  # stop at once, before the greeting could play
-        await assert_ended_and_reported(http, state.db, call_sid)
+        await assert_ended_and_reported(http, state.db, peer.call_sid)
 
 
 async def test_twilio_start_then_socket_close_ends_the_call(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
     async with server(services, tmp_path) as (http, state, _sip):
-        call_sid = "CA" + uuid.uuid4().hex
-        peer = await ring_like_twilio(http, call_sid)
+        peer = await ring_like_twilio(http)
         await peer.connect()
         await peer._ws.close()  # the socket drops without a stop message
-        await assert_ended_and_reported(http, state.db, call_sid)
+        await assert_ended_and_reported(http, state.db, peer.call_sid)
 
 
 async def test_sip_bye_right_after_the_answer_ends_the_call(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -98,11 +91,7 @@ async def test_a_reused_sip_call_id_gets_two_calls_and_two_reports(services, tmp
             peer.call_id = reused  # a caller picks its Call-ID, and may pick the same one again
             await peer.connect()
             await peer.hangup()
-            async with httpx.AsyncClient(base_url=http) as client:
-                async def idle() -> bool:
-                    return (await client.get("/healthz")).json()["active_calls"] == 0
-
-                await poll(idle, "active_calls back to 0")
+            await await_idle(http)
 
         async def both_closed() -> list[CallView]:
             rows = await call_by_provider_id(state.db, SALON, reused)

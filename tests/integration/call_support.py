@@ -1,14 +1,13 @@
-"""Helpers for the call lifecycle tests on a real server: polling with a bound, ringing the server as Twilio does."""
+"""Helpers for the call lifecycle tests on a real server: polling with a bound, ringing it as Twilio does, waiting for idle."""
 from __future__ import annotations
 
 import asyncio
-import xml.etree.ElementTree as ET
 from typing import Any
 
 import httpx
 import pytest
 
-from spotfunnel.transports.twilio_peer import TwilioPeer
+from spotfunnel.transports.twilio_peer import TwilioPeer, answer_like_twilio
 
 SALON, SALON_NUMBER, CALLER = "maple-street-salon", "+14155550100", "+14155550123"
 WAIT_S = 30.0  # a bound on waiting for the server, generous for a busy machine: the call hangs forever without the fix
@@ -27,14 +26,15 @@ async def poll(condition: Any, what: str, timeout_s: float = WAIT_S) -> Any:
         await asyncio.sleep(0.05)
 
 
-async def ring_like_twilio(http: str, call_sid: str) -> TwilioPeer:
-    """POST the voice webhook as Twilio does and open the <Stream> its TwiML names (with its parameters)."""
+async def ring_like_twilio(http: str) -> TwilioPeer:
+    """Ring the server as Twilio does (voice webhook, then the TwiML's <Stream>); the peer is not connected yet."""
+    return await answer_like_twilio(http, caller=CALLER, called=SALON_NUMBER)
+
+
+async def await_idle(http: str) -> None:
+    """Until /healthz counts no active call."""
     async with httpx.AsyncClient(base_url=http) as client:
-        twiml = (await client.post("/twilio/voice", data={"CallSid": call_sid, "From": CALLER, "To": SALON_NUMBER,
-                                                          "Direction": "inbound"})).text
-    stream = ET.fromstring(twiml).find("./Connect/Stream")
-    assert stream is not None, twiml
-    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    peer = TwilioPeer(str(stream.get("url")), params, caller=CALLER, called=SALON_NUMBER)
-    peer.call_sid = call_sid  # the stream names the call the webhook answered
-    return peer
+        async def idle() -> bool:
+            return (await client.get("/healthz")).json()["active_calls"] == 0
+
+        await poll(idle, "active_calls back to 0 after the caller hung up")

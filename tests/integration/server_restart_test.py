@@ -74,9 +74,9 @@ async def test_killed_mid_call_then_abandoned_at_restart_and_sigterm_exits(tmp_p
     db_url = f"sqlite:///{tmp_path / 'calls.db'}"
     log = tmp_path / "server.log"
     db = Database(db_url)
-    call_sid = "CA" + "1" * 32
     async with serve(db_url, log) as (proc, http):
-        peer = await ring_like_twilio(http, call_sid)
+        peer = await ring_like_twilio(http)
+        call_sid = peer.call_sid
         await peer.connect()
         stop = asyncio.Event()
         caller = asyncio.create_task(talk(peer, stop))
@@ -106,10 +106,10 @@ async def test_killed_mid_call_then_abandoned_at_restart_and_sigterm_exits(tmp_p
         assert [e["text"] for e in report.transcript if e.get("role") == "agent"] == heard
 
         # SIGTERM with a call up and one whose caller hung up at once: the server ends both and exits
-        quick = await ring_like_twilio(http, "CA" + "3" * 32)
+        quick = await ring_like_twilio(http)
         await quick.connect()
         await quick.hangup()
-        peer = await ring_like_twilio(http, "CA" + "2" * 32)
+        peer = await ring_like_twilio(http)
         await peer.connect()
         stop = asyncio.Event()
         caller = asyncio.create_task(talk(peer, stop))
