@@ -209,3 +209,25 @@ async def _next_of(ws: Any, kind: str) -> dict[str, Any]:
         raw = await asyncio.wait_for(ws.recv(), WAIT_S)
         if isinstance(raw, str) and (msg := json.loads(raw)).get("type") == kind:
             return dict(msg)
+
+
+async def test_webrtc_calls_still_running_at_shutdown_are_ended_and_their_peers_closed(services: Any) -> None:
+    caller = BrowserPeer(MicTrack())  # a live caller, talking in real time
+    try:
+        async with server(services, seats=1, limits=BrowserLimits()) as (client, app):
+            assert (await caller.offer(client)).status_code == 200
+
+            async def connected() -> bool:
+                return caller.pc.connectionState == "connected" and caller.channel.readyState == "open"
+
+            await poll(connected, "the caller connected")
+            calls = set(app.state.browser_calls)
+            assert len(calls) == 1
+        assert all(task.done() for task in calls)  # the server stopped: its call did not outlive it
+
+        async def channel_closed() -> bool:
+            return caller.channel.readyState == "closed" or caller.pc.connectionState in ("closed", "failed")
+
+        await poll(channel_closed, "the caller's connection closed by the server")
+    finally:
+        await caller.pc.close()

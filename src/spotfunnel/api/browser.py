@@ -43,6 +43,7 @@ MAX_SDP_CHARS = 32_000  # a browser's audio offer is a few kB; anything near thi
 #: takes milliseconds), looking up the call's bookings for the page, closing the peer or socket
 ANSWER_DEADLINE_S = 10.0
 LOOKUP_DEADLINE_S = 5.0
+SHUTDOWN_DEADLINE_S = 10.0  # WebRTC calls still running at shutdown: each closes its peer connection (5 s at most)
 MAX_PAGE_EVENTS = 512  # call events waiting to reach the page; a page that does not read them loses the oldest
 
 
@@ -219,6 +220,7 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
     app.state.browser_seats = seats  # /healthz reports the seats taken
     app.state.browser_calls = calls  # the running WebRTC calls (their tasks), forgotten as each ends
     app.state.browser_limits = BrowserLimits()  # deadlines and caps of each call; set in process, never by a page
+    _end_calls_at_shutdown(app, calls)
     app.mount(f"{TALK_PATH}/static", StaticFiles(directory=WEB_DIR), name="talk_static")
 
     @app.get(TALK_PATH, response_class=HTMLResponse)
@@ -288,6 +290,23 @@ def mount_browser(app: FastAPI, state: ServerState, max_calls: int | None = None
             await run_browser_call(BrowserWsTransport(websocket, tenant=tenant, limits=_limits(app)), state)
         finally:
             seats.give_back()
+
+
+def _end_calls_at_shutdown(app: FastAPI, calls: set[asyncio.Task[CallRecord]]) -> None:
+    """At shutdown the WebRTC calls (tasks of no request, so the server does not wait for them) are ended:
+    their peer connections close and their UDP ports are freed, rather than dying with the event loop."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: FastAPI) -> Any:
+        async with inner(a) as value:
+            yield value
+            for task in list(calls):
+                task.cancel()
+            if calls:
+                await asyncio.wait(list(calls), timeout=SHUTDOWN_DEADLINE_S)
+
+    app.router.lifespan_context = lifespan
 
 
 def _limits(app: FastAPI) -> BrowserLimits:
