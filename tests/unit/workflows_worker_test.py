@@ -197,6 +197,78 @@ async def test_jobs_about_one_booking_run_in_order_others_concurrently() -> None
 
     for n, booking in enumerate(["b1", "b1", "b2"]):
         await enqueue_now(db, tenant_id="t", kind="k", payload={"n": n, "booking_id": booking}, idempotency_key=f"k{n}")
-    assert await OutboxWorker(db, {"k": handler}, clock=FrozenClock(T0)).run_once() == 3
-    assert events.index("end 0") < events.index("start 1")  # same booking: one after another
+    worker = OutboxWorker(db, {"k": handler}, clock=FrozenClock(T0))
+    assert await worker.run_once() == 2  # b1's second job waits for its first
     assert events.index("end 2") < events.index("end 0")  # another booking ran alongside
+    assert await worker.run_once() == 1
+    assert events.index("end 0") < events.index("start 1")  # same booking: one after another
+
+
+class Sms:
+    """An SMS provider whose first attempt at each listed message fails; records what was sent, in order."""
+
+    def __init__(self, fail_first: set[str]) -> None:
+        self.fail_first = set(fail_first)
+        self.sent: list[str] = []
+
+    async def __call__(self, job: JobView) -> None:
+        action = str(job.payload["action"])
+        if action in self.fail_first:
+            self.fail_first.discard(action)
+            raise ConnectionError(f"SMS provider down ({action})")
+        self.sent.append(f"{job.payload['booking_id']}:{action}")
+
+
+async def _booking_sms(db: Database, booking: str, action: str, tenant: str = "t") -> None:
+    await enqueue_now(db, tenant_id=tenant, kind="sms", payload={"booking_id": booking, "action": action},
+                      idempotency_key=f"{tenant}:{booking}:{action}")
+
+
+async def test_a_failed_booked_sms_is_not_overtaken_by_the_cancelled_one() -> None:
+    db = Database.memory()
+    clock = FrozenClock(T0)
+    sms = Sms(fail_first={"booked"})
+    await _booking_sms(db, "b1", "booked")
+    await _booking_sms(db, "b1", "cancelled")
+    await _booking_sms(db, "b2", "booked")
+    workers = [OutboxWorker(db, {"sms": sms}, clock=clock, base_delay_s=1, max_delay_s=1, batch_size=1 + i)
+               for i in range(2)]
+    for _ in range(3):  # batch after batch, on both workers: b1's cancelled SMS waits for its booked one
+        await asyncio.gather(*(w.run_until_idle(timeout_s=5) for w in workers))
+    assert sms.sent == ["b2:booked"]
+    [retrying] = [j for j in await jobs(db) if j.status == "pending" and j.payload["action"] == "booked"]
+    clock.set(T0 + timedelta(seconds=2))  # past the retry's backoff
+    await asyncio.gather(*(w.run_until_idle(timeout_s=5) for w in workers))
+    assert sms.sent == ["b2:booked", "b1:booked", "b1:cancelled"]
+    assert retrying.attempts == 1 and {j.status for j in await jobs(db)} == {"done"}
+
+
+async def test_a_running_job_holds_back_the_next_one_with_its_key() -> None:
+    db = Database.memory()
+    await _booking_sms(db, "b1", "booked")
+    await _booking_sms(db, "b1", "cancelled")
+    first = OutboxWorker(db, {}, clock=FrozenClock(T0))
+    [claimed] = await db.run(first._claim)  # a worker holds the booked SMS (running)
+    assert claimed.payload["action"] == "booked" and claimed.ordering_key == "b1"
+    assert await db.run(OutboxWorker(db, {}, clock=FrozenClock(T0))._claim) == []
+
+
+async def test_a_dead_letter_no_longer_holds_back_its_key_and_other_tenants_never_wait() -> None:
+    db = Database.memory()
+    clock = FrozenClock(T0)
+    sms = Sms(fail_first={"booked"})
+    await enqueue_now(db, tenant_id="t", kind="sms", payload={"booking_id": "b1", "action": "booked"},
+                      idempotency_key="t:b1:booked", max_attempts=1)
+    await _booking_sms(db, "b1", "cancelled")
+    await _booking_sms(db, "b1", "moved", tenant="other")  # same booking id, another tenant: its own order
+    worker = OutboxWorker(db, {"sms": sms}, clock=clock)
+    assert await worker.run_once() == 2  # t's booked SMS (dies at once) and the other tenant's
+    assert sms.sent == ["b1:moved"] and [j.payload["action"] for j in await list_dead(db)] == ["booked"]
+    assert await worker.run_once() == 1
+    assert sms.sent == ["b1:moved", "b1:cancelled"]
+
+
+@pytest.mark.parametrize(("lease_s", "timeout_s"), [(30, 30), (10, 30)])
+def test_a_lease_that_does_not_outlive_the_job_timeout_is_refused(lease_s: float, timeout_s: float) -> None:
+    with pytest.raises(ValueError, match=r"lease_s .* must be longer than job_timeout_s"):
+        OutboxWorker(Database.memory(), {}, lease_s=lease_s, job_timeout_s=timeout_s)

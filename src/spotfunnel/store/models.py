@@ -75,6 +75,7 @@ class OutboxJob(Base):
     __table_args__ = (
         Index("ix_outbox_jobs_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_jobs_tenant_status", "tenant_id", "status"),
+        Index("ix_outbox_jobs_tenant_ordering", "tenant_id", "ordering_key", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -83,6 +84,8 @@ class OutboxJob(Base):
     payload: Mapped[dict[str, Any]]
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     trace_id: Mapped[str] = mapped_column(String(64), default="")
+    # Jobs of one tenant with the same key run strictly in creation order (workflows/worker.py); None: unordered.
+    ordering_key: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)

@@ -1,4 +1,11 @@
-"""The outbox worker: claims due jobs, runs their handlers, retries with backoff, dead-letters the rest."""
+"""The outbox worker: claims due jobs, runs their handlers, retries with backoff, dead-letters the rest.
+
+Ordering rule: jobs of one tenant with the same ordering key (store/outbox.py: a booking's id) run
+strictly in the order they were enqueued, across batches and workers. A job is not claimed while
+an earlier job with its key is pending (due or waiting to retry) or running; a dead-lettered job
+no longer holds the ones after it (it has given up, and its key's later news must still go out;
+replaying it sends it after them, which is the operator's explicit choice).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from spotfunnel.clock import Clock, SystemClock
 from spotfunnel.store.models import OutboxJob
@@ -40,17 +47,14 @@ class JobView:
     last_error: str | None
     created_at: datetime
     finished_at: datetime | None
-
-    @property
-    def ordering_key(self) -> str:
-        """Jobs sharing this key run in creation order within a batch (payload `ordering_key` or `booking_id`)."""
-        return str(self.payload.get("ordering_key") or self.payload.get("booking_id") or self.id)
+    #: jobs of one tenant with the same key run strictly one after another, in creation order; None: unordered
+    ordering_key: str | None = None
 
     @classmethod
     def of(cls, j: OutboxJob) -> "JobView":
         return cls(
             j.id, j.tenant_id, j.kind, dict(j.payload), j.idempotency_key, j.trace_id, j.status, j.attempts,
-            j.max_attempts, j.next_attempt_at, j.last_error, j.created_at, j.finished_at,
+            j.max_attempts, j.next_attempt_at, j.last_error, j.created_at, j.finished_at, j.ordering_key,
         )
 
 
@@ -71,9 +75,18 @@ class _Outcome:
     permanent: bool = False
 
 
+# An earlier job in these states holds back the later jobs with its key ("pending" includes a retry
+# waiting for its backoff); "done" and "dead" do not.
+HOLDING_STATUSES = ("pending", "running")
+
+
 class OutboxWorker:
     """Runs outbox jobs. Safe with several workers: a claim marks jobs running in one write transaction
-    (SQLite's write lock; FOR UPDATE SKIP LOCKED on PostgreSQL), and results are fenced by attempt number."""
+    (SQLite's write lock; FOR UPDATE SKIP LOCKED on PostgreSQL), and results are fenced by attempt number.
+
+    A job's lease (`lease_s`: how long a claim is held before another worker may take the job as
+    lost) must outlive its timeout (`job_timeout_s`), or a slow job would be run twice at once.
+    """
 
     def __init__(
         self,
@@ -88,6 +101,13 @@ class OutboxWorker:
         job_timeout_s: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
+        if lease_s <= job_timeout_s:
+            raise ValueError(
+                f"lease_s ({lease_s} s) must be longer than job_timeout_s ({job_timeout_s} s): a job still "
+                "running when its lease ends is taken as lost and run again by another worker; raise lease_s "
+                "or lower job_timeout_s")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.db = db
         self.handlers = dict(handlers)
         self.clock: Clock = clock or SystemClock()
@@ -133,17 +153,10 @@ class OutboxWorker:
         claimed = await self.db.run(self._claim)
         if not claimed:
             return 0
-        groups: dict[str, list[JobView]] = {}
-        for job in claimed:  # claimed oldest first
-            groups.setdefault(job.ordering_key, []).append(job)
-        results = await asyncio.gather(*(self._execute_in_order(group) for group in groups.values()))
-        outcomes = [outcome for group in results for outcome in group]
+        # At most one job per ordering key is claimed at a time (see _claim), so a batch runs concurrently.
+        outcomes = list(await asyncio.gather(*(self._execute(job) for job in claimed)))
         await self.db.run(lambda s: self._record(s, outcomes))
         return len(claimed)
-
-    async def _execute_in_order(self, group: list[JobView]) -> list[_Outcome]:
-        """Jobs about one thing (e.g. one booking's booked, then cancelled SMS) run one after another."""
-        return [await self._execute(job) for job in group]
 
     async def run_until_idle(self, timeout_s: float = 30.0) -> int:
         """Runs batches until no job is due (or the timeout passes); returns how many jobs ran."""
@@ -176,18 +189,30 @@ class OutboxWorker:
                     pass
 
     def _claim(self, session: Session) -> list[JobView]:
+        """Due pending jobs, oldest first, none of which has an earlier job with its key still to finish."""
         now = self.clock.now()
+        earlier = aliased(OutboxJob)
+        held_back = exists().where(
+            earlier.tenant_id == OutboxJob.tenant_id,
+            earlier.ordering_key == OutboxJob.ordering_key,
+            earlier.status.in_(HOLDING_STATUSES),
+            or_(earlier.created_at < OutboxJob.created_at,
+                and_(earlier.created_at == OutboxJob.created_at, earlier.id < OutboxJob.id)),
+        )
         query = (
             select(OutboxJob)
             .where(
                 OutboxJob.status == "pending",
                 or_(OutboxJob.next_attempt_at.is_(None), OutboxJob.next_attempt_at <= now),
+                or_(OutboxJob.ordering_key.is_(None), ~held_back),
             )
             .order_by(OutboxJob.created_at, OutboxJob.id)
             .limit(self.batch_size)
         )
         if self.db.is_postgres:
-            query = query.with_for_update(skip_locked=True)
+            # Locked rows (another worker's claim in flight) are skipped; the earlier job such a claim
+            # holds is still pending in this snapshot, so the jobs after it stay held back.
+            query = query.with_for_update(skip_locked=True, of=OutboxJob)
         jobs = session.scalars(query).all()
         for job in jobs:
             job.status, job.claimed_at, job.attempts = "running", now, job.attempts + 1
