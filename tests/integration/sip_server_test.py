@@ -8,6 +8,7 @@ import pytest
 
 from spotfunnel.api.sip_edge import parse_networks
 from spotfunnel.transports.base import AudioIn, Dtmf, Hangup, ProtocolIssue
+from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.peer import SipCallFailed, SipPeer
 from spotfunnel.transports.sip.rtp import RtpPacket
 from spotfunnel.transports.sip.server import SipServer
@@ -275,3 +276,34 @@ async def test_caller_behind_nat_gets_rtp_where_its_rtp_comes_from(server: SipSe
     assert await talk(peer, 20) >= 19  # every agent packet came back to the real socket
     await peer.hangup()
     await asyncio.wait_for(echo.release.wait(), 5)
+
+
+async def test_a_call_winding_down_after_bye_keeps_its_seat() -> None:
+    """A caller who hangs up at once frees the dialog at BYE, but the call still runs (its report,
+    its last writes): until the handler has finished, the seat is taken and a new INVITE gets 486."""
+    wind_down = asyncio.Event()
+
+    async def slow_to_finish(transport: SipCallTransport) -> None:
+        while not isinstance(await transport.receive(), Hangup):
+            pass
+        await wind_down.wait()  # the call's own clean-up after the caller left
+
+    srv = SipServer(slow_to_finish, port=0, max_calls=1)
+    await srv.start()
+    try:
+        first = SipPeer(srv.address, called="+14155550100")
+        await first.connect()
+        await first.hangup()
+        assert await wait_until(lambda: not srv._dialogs)  # the dialog is gone with the BYE...
+        assert srv.active_calls == 1  # ...but the call still holds its seat
+        with pytest.raises(SipCallFailed) as refused:
+            await SipPeer(srv.address, called="+14155550100").connect()
+        assert refused.value.status == 486
+        wind_down.set()
+        assert await wait_until(lambda: srv.active_calls == 0)
+        second = SipPeer(srv.address, called="+14155550100")
+        await second.connect()  # the seat is free again
+        await second.hangup()
+    finally:
+        wind_down.set()
+        await srv.stop()

@@ -13,6 +13,7 @@ from spotfunnel.calls.call import CallRecord, CallSetup, CallSetupError, run_cal
 from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.calls.services import CallServices
 from spotfunnel.clock import SystemClock
+from spotfunnel.ops.capacity import CallCapacity
 from spotfunnel.transports.base import CallStarted
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.server import IncomingCall, SipServer
@@ -57,8 +58,11 @@ class SipEdge:
 
     def __init__(self, services: CallServices, directory: CallDirectory, *, host: str = "127.0.0.1",
                  port: int = 5060, advertise_host: str | None = None, max_calls: int | None = None,
-                 allow: Sequence[str] | None = None, state: Any = None) -> None:
+                 allow: Sequence[str] | None = None, state: Any = None,
+                 capacity: CallCapacity | None = None) -> None:
         self.services, self.directory, self.state = services, directory, state
+        self.capacity = capacity or CallCapacity.from_env()
+        self._running = 0  # SIP calls inside run_call (counted in state.active_calls too)
         self.allow = parse_networks(allow) if allow else None
         self.server = SipServer(self._on_call, host=host, port=port, advertise_host=advertise_host,
                                 max_calls=max_calls, admit=self._admit, trusts=self._trusted)
@@ -108,6 +112,8 @@ class SipEdge:
             return 403, "Forbidden"
         if call.params.get("setup"):
             return None  # announced in process by the harness (expect): never from the network
+        if not self._room_in_process():
+            return 486, "Busy Here"
         tenant = call.params.get("tenant")  # only present when the source is trusted (call_params)
         if tenant:
             if self.directory.knows(tenant):
@@ -115,6 +121,17 @@ class SipEdge:
             log.warning("sip.unknown_tenant", tenant=tenant, call_id=call.call_id)
             return 404, "Not Found"
         return self._route_by_number(call)
+
+    def _room_in_process(self) -> bool:
+        """The process-wide limit (SPOTFUNNEL_MAX_CALLS) over every edge: the other edges' calls plus
+        this server's seats (ringing, up, or winding down after a BYE)."""
+        if self.state is None:
+            return True
+        others = max(0, self.state.active_calls - self._running)
+        if self.capacity.has_room(others + self.server.active_calls):
+            return True
+        log.info("sip.at_capacity", detail=self.capacity.describe(others + self.server.active_calls))
+        return False
 
     def _route_by_number(self, call: IncomingCall) -> tuple[int, str] | None:
         """The tenant whose number is exactly the E.164 number dialled; it is pinned for the call's setup."""
@@ -135,11 +152,13 @@ class SipEdge:
         return None
 
     async def _on_call(self, transport: SipCallTransport) -> None:
+        self._running += 1
         if self.state is not None:
             self.state.active_calls += 1
         try:
             await run_call(transport, self.services, self.directory.resolve, self.directory.record_for)
         finally:
+            self._running -= 1
             if self.state is not None:
                 self.state.active_calls -= 1
 

@@ -85,6 +85,9 @@ class SipServer(InDialogHandlers):
         self._responses = ResponseCache(max_age_s=TIMER_B)
         self._client = DialogRequests(self._send, self._finish)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Admitted calls hold a seat until their call handler has wound down, not just until BYE: a
+        # caller who hangs up at once must not free the seat while the call still uses the machine.
+        self._seats: set[int] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -99,8 +102,8 @@ class SipServer(InDialogHandlers):
 
     @property
     def active_calls(self) -> int:
-        """Calls ringing or up (admitted, not ended)."""
-        return sum(1 for d in self._dialogs.values() if d.admitted and not d.ended)
+        """Calls ringing, up or still winding down after their BYE (admitted, handler not finished)."""
+        return len(self._seats)
 
     def expect_call(self, call_id: str, *, lockstep: bool = False, params: Mapping[str, str] | None = None) -> None:
         """In process only (eval's harness, tests): the INVITE this process is about to send with `call_id`.
@@ -309,6 +312,7 @@ class SipServer(InDialogHandlers):
         finally:
             if dialog.transport is None:  # never answered (refused, cancelled, failed): its RTP port closes here
                 self._close_media(dialog)
+                self._seats.discard(id(dialog))
 
     async def _admit_and_answer(self, dialog: SipDialog) -> None:
         if dialog.ended:
@@ -324,6 +328,7 @@ class SipServer(InDialogHandlers):
             self._finish(dialog)
             return
         dialog.admitted, dialog.agreed = True, agreed
+        self._seats.add(id(dialog))
         await self._ring_and_answer(dialog, agreed)
 
     async def _resolve_route(self, dialog: SipDialog) -> Refusal | None:
@@ -396,6 +401,7 @@ class SipServer(InDialogHandlers):
                 transport.end("call handler finished")
                 await self._client.bye(dialog)
             self._finish(dialog)
+            self._seats.discard(id(dialog))
 
     async def _retransmit_ok(self, dialog: SipDialog, data: bytes, addr: Address) -> None:
         """Resend the 200 OK until the ACK comes (RFC 3261 13.3.1.4); without one, end the call."""
