@@ -5,16 +5,21 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 
 from spotfunnel.observability.logging import configure_logging
 
+if TYPE_CHECKING:
+    from spotfunnel.store.db import Database
+
 app = typer.Typer(add_completion=False, help="SpotFunnel: production phone agents that book appointments.")
 console = Console(stderr=True)
+# What commands write by default lands in .spotfunnel/ (git-ignored, owner-only): data and recordings.
 DEFAULT_DB = "sqlite:///.spotfunnel/spotfunnel.db"
+DEFAULT_RECORDING = Path(".spotfunnel/calls/call.wav")
 
 
 @app.command()
@@ -36,10 +41,9 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
 
     from spotfunnel.api.app import create_app
     from spotfunnel.api.limits import server_limits
-    from spotfunnel.store.db import Database
 
     configure_logging(log_level)
-    _ensure_sqlite_dir(db)
+    database = _open_database(db)
     console.print(f"[bold]SpotFunnel[/] starting on http://{host}:{port} (loading models, a few seconds)...")
     console.print("Place a call to the demo salon from another terminal:\n"
                   f"  .venv/bin/spotfunnel call --server http://{host}:{port} "
@@ -48,7 +52,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, db: str = typer.Option(DEFA
                   f"Twilio: point your number's voice webhook at https://<public host>/twilio/voice")
     from spotfunnel.api.browser import announce_when_ready
 
-    web = announce_when_ready(create_app(Database(db)), console.print, host, port)  # the talk page URL, once up
+    web = announce_when_ready(create_app(database), console.print, host, port)  # the talk page URL, once up
     if sip_port is None:
         uvicorn.run(web, host=host, port=port, log_level=log_level, **server_limits())
         return
@@ -76,14 +80,21 @@ def call(
     tenant: str = "maple-street-salon",
     caller_id: str = "+14155550166",
     now: Optional[str] = typer.Option(None, help="freeze the call's clock (ISO time with offset)"),
-    out: Path = typer.Option(Path("call.wav"), help="stereo recording: caller left, agent right"),
+    out: Path = typer.Option(DEFAULT_RECORDING, help="stereo recording: caller left, agent right"),
     fast: bool = typer.Option(False, help="run faster than real time (no latency figures)"),
 ) -> None:
     """Place one call to an agent and print the live transcript with per-turn latency."""
     from spotfunnel.calls.terminal_call import place_call
+    from spotfunnel.store.db import make_private_folder
 
     if not say and not wav:
         console.print("[red]Give the caller's turns with --say TEXT or --wav FILE (repeat for each turn).[/]")
+        raise typer.Exit(2)
+    try:
+        make_private_folder(out.parent)  # a recording is the caller's voice: its folder is owner-only when made
+    except OSError as exc:
+        console.print(f"spotfunnel call: --out {out}: cannot create its folder ({exc.strerror or exc}); "
+                      "pick another path", markup=False, soft_wrap=True, highlight=False)
         raise typer.Exit(2)
     code = asyncio.run(place_call(say=say, wavs=wav, server=server, tenant=tenant, caller_id=caller_id, now=now,
                                   out=out, fast=fast, console=console))
@@ -133,9 +144,20 @@ def dial(
     raise typer.Exit(place(server, tenant, to, console))
 
 
-def _ensure_sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+def _open_database(url: str) -> "Database":
+    """The server's database; a URL that cannot be used ends the command with one line and exit code 2."""
+    from sqlalchemy.exc import ArgumentError
+
+    from spotfunnel.store.db import Database, DatabaseLocationError
+
+    try:
+        return Database(url)
+    except DatabaseLocationError as exc:
+        console.print(f"spotfunnel serve: --db {url}: {exc}", markup=False, soft_wrap=True, highlight=False)
+    except (ArgumentError, ValueError) as exc:
+        console.print(f"spotfunnel serve: --db {url!r} is not a database URL ({exc}); use sqlite:///path/to/file.db "
+                      "or postgresql://user@host/dbname", markup=False, soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
 
 
 if __name__ == "__main__":

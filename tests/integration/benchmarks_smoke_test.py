@@ -59,3 +59,12 @@ def test_abuse_short_runs_and_meets_its_targets() -> None:
         and " MB, worst /healthz " in last, output[-4000:]  # the run completed and printed its summary
     # issue 8's targets: 0 crashes, 0 hung calls, RSS growth < 50 MB, /healthz < 100 ms, no expectation missed
     assert proc.returncode == 0, output[-6000:]
+
+
+@pytest.mark.timeout(120)
+def test_store_migrate_short_runs() -> None:
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "store_migrate.py"), "--short"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=100)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    assert "migrated in median" in output and "jobs/s" in output, output[-4000:]

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +22,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _IMMEDIATE = "spotfunnel_sqlite_immediate"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_LOCK = threading.Lock()
+# Names, numbers and transcripts live in these files: only their owner may read them.
+DATA_FILE_MODE = 0o600
+DATA_DIR_MODE = 0o700
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class DatabaseLocationError(Exception):
+    """The database file cannot be created or opened where the URL points; the message says how to fix it."""
 
 
 class Database:
@@ -27,6 +38,10 @@ class Database:
     `await db.run(fn)` runs `fn(session)` in a worker thread inside one transaction: commit when `fn`
     returns, rollback when it raises. `write=True` (the default) takes SQLite's write lock up front
     (BEGIN IMMEDIATE), so a read-check-then-insert cannot race another writer.
+
+    A SQLite file and its -wal/-shm are owner-only (0600), created so or tightened on open; a
+    missing folder is created owner-only (0700); DatabaseLocationError when that cannot be done.
+    Call content in it is read and written through store/content.py's column types only.
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
@@ -37,6 +52,8 @@ class Database:
         self.url = url
         self.dialect = parsed.get_backend_name()
         self._memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
+        if self.dialect == "sqlite" and not self._memory and parsed.database:
+            secure_sqlite_file(Path(parsed.database))
         # An in-memory SQLite database is one connection shared by all threads: serialize its use.
         self._serial: threading.Lock | None = threading.Lock() if self._memory else None
         self.engine: Engine = self._create_engine(url, echo)
@@ -105,6 +122,42 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def secure_sqlite_file(path: Path) -> None:
+    """Creates the database file owner-only (folders 0700, file 0600) or tightens an existing one and
+    its -wal/-shm/-journal to 0600. SQLite creates its side files with the main file's mode."""
+    if str(path).startswith("file:"):
+        return  # a URI filename: SQLite opens it as given
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        make_private_folder(folder)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, DATA_FILE_MODE)  # mode applies only when it is created
+        os.close(fd)
+        for candidate in [path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)]:
+            if candidate.exists() and stat.S_IMODE(candidate.stat().st_mode) & 0o077:
+                os.chmod(candidate, DATA_FILE_MODE)
+    except OSError as exc:
+        raise DatabaseLocationError(
+            f"cannot use {path} as the database: {exc.strerror or exc}; pick a file in a folder you can write "
+            f"(e.g. --db sqlite:///{Path.home() / '.spotfunnel' / 'spotfunnel.db'}) or fix the folder's owner "
+            "and permissions") from None
+
+
+def make_private_folder(folder: Path) -> None:
+    """Creates `folder` and any missing parents as 0700 (mode set explicitly: the umask may be looser)."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for created in reversed(missing):
+        created.mkdir(mode=DATA_DIR_MODE)
+        os.chmod(created, DATA_DIR_MODE)
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
 
 
 def _alembic_config(conn: Connection) -> Any:

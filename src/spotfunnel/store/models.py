@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models of every persisted row; each row carries its tenant, datetimes are aware UTC."""
+"""SQLAlchemy 2 models of every persisted row; each row carries its tenant, datetimes are aware UTC,
+call content (names, numbers, messages, transcripts) is typed as such (store/content.py)."""
 from __future__ import annotations
 
 import uuid
@@ -8,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Dialect, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from spotfunnel.store.content import CallContent, CallContentJSON, CallContentText
 
 BOOKING_STATUSES = ("active", "cancelled")
 JOB_STATUSES = ("pending", "running", "done", "dead")
@@ -58,8 +61,8 @@ class Booking(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200))
-    phone: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(CallContent(200))
+    phone: Mapped[str] = mapped_column(CallContent(32))
     service_id: Mapped[str] = mapped_column(String(64))
     start_utc: Mapped[datetime]
     end_utc: Mapped[datetime]
@@ -81,7 +84,7 @@ class OutboxJob(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict[str, Any]]
+    payload: Mapped[dict[str, Any]] = mapped_column(CallContentJSON)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     trace_id: Mapped[str] = mapped_column(String(64), default="")
     # Jobs of one tenant with the same key run strictly in creation order (workflows/worker.py); None: unordered.
@@ -103,8 +106,8 @@ class SmsMessage(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(String(64))
-    to: Mapped[str] = mapped_column(String(32))
-    body: Mapped[str] = mapped_column(Text)
+    to: Mapped[str] = mapped_column(CallContent(32))
+    body: Mapped[str] = mapped_column(CallContentText)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     provider: Mapped[str] = mapped_column(String(32), default="sink")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -119,11 +122,11 @@ class CallReport(Base):
     call_id: Mapped[str] = mapped_column(String(128), unique=True)  # ours (a UUID), never the provider's
     provider_call_id: Mapped[str] = mapped_column(String(PROVIDER_CALL_ID_MAX), default="")
     direction: Mapped[str] = mapped_column(String(16), default="inbound")
-    caller_id: Mapped[str] = mapped_column(String(32), default="")
+    caller_id: Mapped[str] = mapped_column(CallContent(32), default="")
     outcome: Mapped[str] = mapped_column(String(32), default="")
     started_at: Mapped[datetime]
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
-    transcript: Mapped[list[Any]]
+    transcript: Mapped[list[Any]] = mapped_column(CallContentJSON)
     turn_latencies_ms: Mapped[list[Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -144,13 +147,13 @@ class CallRow(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)  # our call id (a UUID; eval names its own)
     tenant_id: Mapped[str] = mapped_column(String(64))
     provider_call_id: Mapped[str] = mapped_column(String(PROVIDER_CALL_ID_MAX), default="")
-    caller_id: Mapped[str] = mapped_column(String(32), default="")
+    caller_id: Mapped[str] = mapped_column(CallContent(32), default="")
     direction: Mapped[str] = mapped_column(String(16), default="inbound")
     owner: Mapped[str] = mapped_column(String(128), default="")  # the server running the call
     trace_id: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(16), default="open")
     outcome: Mapped[str] = mapped_column(String(32), default="")
-    heard: Mapped[list[Any]]
+    heard: Mapped[list[Any]] = mapped_column(CallContentJSON)
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
