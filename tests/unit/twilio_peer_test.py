@@ -154,15 +154,11 @@ async def test_lockstep_exchange_waits_for_the_agent_frame(serve: Callable[[Hand
 
     url = await serve(slow_agent)
     async with TwilioPeer(url, lockstep=True) as peer:
-        began = time.monotonic()
-        heard = await peer.exchange(bytes(640))
-        assert time.monotonic() - began >= 0.14
+        heard = await peer.exchange(bytes(640))  # the frame the agent sent after thinking: it was waited for
         assert heard is not None and peer.marks_echoed == ["x"]
         assert peer.media_received == 1
-    async with TwilioPeer(url) as fast:  # real-time mode: no waiting
-        began = time.monotonic()
+    async with TwilioPeer(url) as fast:  # real-time mode: no waiting, so nothing has come back yet
         assert await fast.exchange(bytes(640)) is None
-        assert time.monotonic() - began < 0.1
 
 
 async def test_server_closing_is_the_agent_hanging_up(serve: Callable[[Handler], Awaitable[str]]) -> None:
