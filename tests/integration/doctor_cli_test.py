@@ -86,3 +86,21 @@ def test_credentials_are_warnings_not_errors(tmp_path: Path) -> None:
 def test_empty_tenants_dir_is_an_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["doctor", "--tenants-dir", str(tmp_path)])
     assert result.exit_code == 1 and "no tenant overlay" in result.output
+
+
+def test_one_broken_tenant_among_good_ones_fails_doctor_and_names_only_itself(tmp_path: Path) -> None:
+    folder = tenants_dir(tmp_path)
+    demo = DEMO.read_text(encoding="utf-8")
+    (folder / "corner-barber.yaml").write_text(
+        demo.replace("id: maple-street-salon", "id: corner-barber").replace('phone: "+14155550100"',
+                                                                              'phone: "+12125550134"'))
+    (folder / "broken-spa.yaml").write_text(
+        demo.replace("id: maple-street-salon", "id: broken-spa").replace("capacity: 1", "capacity: lots"))
+    (folder / "salon-twin.yaml").write_text(demo.replace("id: maple-street-salon", "id: salon-twin"))
+    result = runner.invoke(app, ["doctor", "--tenants-dir", str(folder)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1 and "problems found" in result.output
+    problems = [line for line in result.output.splitlines() if line.startswith("ERROR: ")]
+    assert len(problems) == 2, problems
+    assert f"ERROR: tenant broken-spa: {folder / 'broken-spa.yaml'}: profile.capacity:" in problems[0]
+    assert (f"ERROR: tenant salon-twin: {folder / 'salon-twin.yaml'}: profile.phone: +14155550100 is already "
+            "tenant 'maple-street-salon'") in problems[1]
