@@ -62,3 +62,36 @@ async def test_workers_on_separate_handles_share_the_queue(tmp_path: Path) -> No
     assert {j.status for j in await jobs(dbs[0])} == {"done"}
     for db in dbs:
         db.dispose()
+
+
+async def test_jobs_with_one_key_run_in_order_across_handles(tmp_path: Path) -> None:
+    """Three workers on their own handles of one file: a booking's SMS go out in enqueue order even
+    when the first one fails once, and nothing runs twice."""
+    dbs = _handles(tmp_path, 3)
+    actions = ("booked", "moved", "cancelled")
+    for booking in range(6):
+        for action in actions:
+            await enqueue_now(dbs[0], tenant_id="t", kind="sms",
+                              payload={"booking_id": f"b{booking}", "action": action}, idempotency_key=f"b{booking}:{action}")
+    failing = {f"b{booking}:booked" for booking in range(6)}
+    sent: list[str] = []
+
+    async def handler(job: JobView) -> None:
+        message = f"{job.payload['booking_id']}:{job.payload['action']}"
+        await asyncio.sleep(0.001)
+        if message in failing:
+            failing.discard(message)
+            raise ConnectionError("SMS provider down")
+        sent.append(message)
+
+    workers = [OutboxWorker(db, {"sms": handler}, base_delay_s=0.01, max_delay_s=0.02, batch_size=2) for db in dbs]
+    for _ in range(300):  # bounded: retries wait out a backoff of at most 20 ms
+        await asyncio.gather(*(w.run_until_idle(timeout_s=10) for w in workers))
+        if len(sent) == 18:
+            break
+        await asyncio.sleep(0.01)
+    assert len(sent) == len(set(sent)) == 18
+    for booking in range(6):
+        assert [m.split(":")[1] for m in sent if m.startswith(f"b{booking}:")] == list(actions)
+    for db in dbs:
+        db.dispose()
