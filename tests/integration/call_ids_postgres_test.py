@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 
 from call_outcomes_test import SALON, call, stay_quiet  # noqa: E402
-from store_postgres_test import pg, pg_url, pytestmark  # noqa: E402,F401  (the throwaway cluster fixtures)
+from store_postgres_test import pg  # noqa: E402,F401  (the PostgreSQL fixture; its server comes from conftest)
 from voice_fakes import ScriptedStt  # noqa: E402
 
 from spotfunnel.store.calls import call_by_provider_id  # noqa: E402
