@@ -20,6 +20,7 @@ from spotfunnel.conversation.flows.manage import ManageFlow
 from spotfunnel.conversation.policy import AgentReply, HistoryEntry, Outcome, UserTurn
 from spotfunnel.conversation.state import MANAGE_ASKS, OPEN_ASKS, YES_NO_ASKS, Ask, Task
 from spotfunnel.conversation.tools import Ledger
+from spotfunnel.conversation.understand import understand
 from spotfunnel.store.ledger import BookingRecord
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,11 @@ class ReceptionistPolicy:
                 yield reply
             return
         if questions:
+            if ctx.state.task is None:
+                # The day and hour asked about are kept for the booking the caller may ask for next;
+                # a service asked about among others ("how much is a trim?") is not a choice yet.
+                heard = understand(ctx, text).model_copy(update={"service_id": None, "name": None})
+                ctx.state.draft.merge(heard, ctx.opening)
             ctx.state.settle("answered")
             yield ctx.ask(Ask.OFFER_BOOKING, ctx.say("offer_booking"), answer_questions(ctx, questions, text))
         elif Intent.GOODBYE in intents or (Intent.DENY in intents and ask is Ask.ANYTHING_ELSE):

@@ -7,8 +7,9 @@ from enum import Enum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from spotfunnel.conversation.extract.dates import local_instant
+from spotfunnel.conversation.extract.dates import OpeningLookup, local_instant, plausible_time, settle_meridiem
 from spotfunnel.conversation.policy import Outcome
+from spotfunnel.conversation.update import DialogueUpdate
 from spotfunnel.store.ledger import BookingRecord
 
 Task = Literal["book", "reschedule", "cancel"]
@@ -73,6 +74,33 @@ class Draft:
             return None
         return local_instant(self.day, self.time, tz)
 
+    def merge(self, update: DialogueUpdate, opening: OpeningLookup, any_name: bool = False) -> set[str]:
+        """Keep what the turn said: service, day, time and a name (introduced, or any name when
+        `any_name`); returns the slots that changed. The am/pm is settled against the day's hours."""
+        changed: set[str] = set()
+        if update.service_id is not None and update.service_id != self.service_id:
+            self.service_id, self.slot_ok = update.service_id, False
+            changed.add("service")
+        if update.day is not None and update.day != self.day:
+            self.day, self.slot_ok = update.day, False
+            changed.add("day")
+            if self.time is not None and not self.meridiem_given:
+                self.time = settle_meridiem(self.time, self.day, opening)
+        if update.at is not None and update.at != self.time:
+            self.time, self.meridiem_given, self.slot_ok = update.at, update.meridiem_given, False
+            changed.add("time")
+        if self.time is not None and self.meridiem_given:
+            self.time = plausible_time(self.time, self.day, opening)
+        if update.name is not None and (update.name_explicit or any_name) and update.name != self.name:
+            if len(update.name.split()) >= 2 or update.spelling:
+                self.name, self.first_name = update.name, None
+            elif self.name is None:
+                self.first_name = update.name
+            changed.add("name")
+        if changed & {"service", "day", "time"}:
+            self.alternatives = []
+        return changed
+
     def take_slot(self, start: datetime, tz: ZoneInfo) -> None:
         """Adopt a start the ledger offered as free."""
         local = start.astimezone(tz)
@@ -109,7 +137,12 @@ class CallState:
 
     def new_task(self, task: Task) -> None:
         previous = self.draft
+        if task == "book" and self.task is None:
+            # What the caller said before asking to book ("are you open Saturday at ten?") is kept.
+            self.draft = Draft(service_id=previous.service_id, day=previous.day, time=previous.time,
+                               meridiem_given=previous.meridiem_given, name=previous.name, phone=previous.phone)
+        else:
+            self.draft = Draft(name=previous.name, phone=previous.phone) if task == "book" else Draft()
         self.task = task
-        self.draft = Draft(name=previous.name, phone=previous.phone) if task == "book" else Draft()
         self.candidates, self.target, self.hint_day, self.lookup_phone = [], None, None, None
         self.booked_day_said, self.proof_name, self.proof_day = None, None, None

@@ -66,6 +66,17 @@ def settle_meridiem(at: time, day: date | None, opening: OpeningLookup | None) -
     return candidates[1] if 1 <= hour12 <= 7 else candidates[0]
 
 
+def plausible_time(at: time, day: date | None, opening: OpeningLookup | None) -> time:
+    """An hour said with an am/pm that falls outside `day`'s hours while the other half of the day
+    is open ("seven pm" for a salon open 9 to 6 is heard wrong: 7 am is closed too, so it stays;
+    "ten pm" for 10 am): the open reading wins; otherwise the time stays as said."""
+    hours = opening(day) if opening and day else None
+    if hours is None or hours.open <= at < hours.close:
+        return at
+    other = time((at.hour + 12) % 24, at.minute)
+    return other if hours.open <= other < hours.close else at
+
+
 def parse_when(
     text: str,
     now: datetime,
@@ -133,7 +144,7 @@ def with_day(when: When, day: date, opening: OpeningLookup | None) -> When:
 # ---- dates -------------------------------------------------------------------------------------------
 
 def _find_day(text: str, today: date) -> tuple[date | None, str]:
-    for finder in (_relative_day, _month_day, _numeric_day, _weekday, _ordinal_day, _in_days):
+    for finder in (_relative_day, _week_from, _month_day, _numeric_day, _weekday, _ordinal_day, _in_days):
         found = finder(text, today)
         if found is not None:
             day, span = found
@@ -158,6 +169,16 @@ def _relative_day(text: str, today: date) -> _Found:
     if match:  # keep the words in the text: they choose am or pm
         return today, (match.start(), match.start())
     return None
+
+
+def _week_from(text: str, today: date) -> _Found:
+    """"A week from Friday" / "a week on Friday": seven days after the next such weekday."""
+    names = "|".join(WEEKDAY_NAMES)
+    match = re.search(rf"\b(?:a|1|one) week (?:from|on|after) (?:this |next )?({names})\b", text)
+    if not match:
+        return None
+    target = WEEKDAY_NAMES.index(match.group(1))
+    return today + timedelta(days=(target - today.weekday()) % 7 + 7), match.span()
 
 
 def _month_day(text: str, today: date) -> _Found:
@@ -252,6 +273,8 @@ _TIME_PATTERNS: tuple[tuple[str, str], ...] = (
     ("half", r"\bhalf (?:past|after) (\d{1,2})\b"),
     ("quarter_past", r"\b(?:a )?quarter (?:past|after) (\d{1,2})\b"),
     ("quarter_to", r"\b(?:a )?quarter (?:to|till|til|of) (\d{1,2})\b"),
+    ("past", r"\b(\d{1,2})(?: minutes)? (?:past|after) (\d{1,2})\b(?! (?:minutes?|mins?|hours?))(?: ?(am|pm)\b)?"),
+    ("to", r"(?<!from )\b(5|10|20|25)(?: minutes)? (?:to|till|til|of) (\d{1,2})\b(?! (?:minutes?|mins?|hours?|people))(?: ?(am|pm)\b)?"),
     ("meridiem", r"\b(\d{1,2})(?:[:.](\d{2})| (\d{2}))? ?(am|pm)\b"),
     ("colon", r"\b(\d{1,2}):(\d{2})\b"),
     ("oclock", r"\b(\d{1,2}) ?o ?'? ?clock\b"),
@@ -261,7 +284,7 @@ _TIME_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 _BARE_FILLER = frozenset(
     "um uh ok okay so maybe let's lets say do how about what then please yes yeah sure i guess "
-    "actually make it no can we could you would works instead try "
+    "actually make it no wait sorry oh can we could you would works instead try "
     "work fine good great perfect is that that's be will i'll take the for me then thanks thank".split()
 )
 
@@ -292,6 +315,11 @@ def _clock_from(kind: str, match: re.Match[str]) -> _ClockTime | None:
         return _valid(hour, 15, None)
     if kind == "quarter_to":
         return _valid(hour - 1 if hour > 1 else 12, 45, None)
+    if kind == "past":  # "ten past two": the first number is the minutes
+        return _valid(int(groups[1]), hour, groups[2])
+    if kind == "to":  # "twenty to three"
+        target = int(groups[1])
+        return _valid(target - 1 if target > 1 else 12, 60 - hour, groups[2])
     if kind == "meridiem":
         minute = groups[1] or groups[2] or "0"
         return _valid(hour, int(minute), groups[3])

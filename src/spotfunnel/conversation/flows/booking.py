@@ -9,13 +9,15 @@ from typing import AsyncIterator
 from spotfunnel.conversation.context import CallContext, NotUnderstood
 from spotfunnel.conversation.extract.dates import settle_meridiem
 from spotfunnel.conversation.extract.intents import Intent, yes_or_no
-from spotfunnel.conversation.extract.names import extract_name
+from spotfunnel.conversation.extract.names import extract_name, looks_like_person
 from spotfunnel.conversation.extract.phones import last_digits, parse_phone, spoken_digits
 from spotfunnel.conversation.extract.services import match_service
 from spotfunnel.conversation.extract.text import fold
 from spotfunnel.conversation.policy import AgentReply
 from spotfunnel.conversation.speech import speak_time, weekday_name
 from spotfunnel.conversation.state import Ask, Draft
+from spotfunnel.conversation.understand import understand
+from spotfunnel.conversation.update import DialogueUpdate
 from spotfunnel.store.ledger import BookingRecord, SlotCheck, SlotUnavailable
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ class BookingFlow:
 
     def __init__(self, ctx: CallContext) -> None:
         self.ctx = ctx
+        self.heard: DialogueUpdate | None = None  # the last turn's understanding, for acknowledging it
+        self.changed: set[str] = set()
 
     @property
     def draft(self) -> Draft:
@@ -43,6 +47,21 @@ class BookingFlow:
             yield reply
 
     async def handle(self, text: str, intents: set[Intent]) -> AsyncIterator[AgentReply]:
+        """The caller's turn while a booking question is open: the answer to it, or, when it answers
+        something else (a name when a time was asked), what it said is kept and only what is still
+        missing is asked, never "I didn't catch that" for a clear answer."""
+        answered, self.changed = False, set()
+        try:
+            async for reply in self._answer(text, intents):
+                answered = True
+                yield reply
+        except NotUnderstood:
+            if answered or not self.absorb(text, bare_time=self.ctx.state.ask is Ask.PICK_SLOT, any_name=True):
+                raise
+            async for reply in self.advance(*self._acknowledgment()):
+                yield reply
+
+    async def _answer(self, text: str, intents: set[Intent]) -> AsyncIterator[AgentReply]:
         """The caller's answer to the open booking question."""
         ask = self.ctx.state.ask
         if ask is Ask.PICK_SLOT:
@@ -73,28 +92,31 @@ class BookingFlow:
             self.correct(text)
         elif not self.absorb(text, bare_time=ask is Ask.WHEN):
             raise NotUnderstood()
-        async for reply in self.advance():
+        async for reply in self.advance(*self._acknowledgment()):
             yield reply
 
     # ---- understanding answers ------------------------------------------------------------------
 
-    def absorb(self, text: str, bare_time: bool = False) -> bool:
-        """Take any service, day, time or introduced name from `text`; True when something changed."""
-        draft, changed = self.draft, False
-        service = match_service(text, self.ctx.services)
-        if service is not None and self.ctx.state.task == "book" and service.id != draft.service_id:
-            draft.service_id, draft.slot_ok, changed = service.id, False, True
-        when = self.ctx.when(text, context_day=draft.day, bare_time=bare_time or draft.day is not None and draft.time is None)
-        if when.day is not None and when.day != draft.day:
-            draft.day, draft.slot_ok, changed = when.day, False, True
-            if draft.time is not None and not draft.meridiem_given:
-                draft.time = settle_meridiem(draft.time, draft.day, self.ctx.opening)
-        if when.time is not None and when.time != draft.time:
-            draft.time, draft.meridiem_given, draft.slot_ok, changed = when.time, when.meridiem_given, False, True
-        name = extract_name(text) if "name" in fold(text) else None
-        if name is not None and name.explicit and name.text != draft.name:
-            draft.name, changed = name.text, True
-        return changed
+    def absorb(self, text: str, bare_time: bool = False, any_name: bool = False) -> bool:
+        """Take every service, day, time and introduced name in `text` (any name-like answer when
+        `any_name`); True when something changed. A move keeps its service and the booking's name."""
+        draft = self.draft
+        bare = bare_time or draft.day is not None and draft.time is None
+        update = understand(self.ctx, text, bare_time=bare)
+        if self.ctx.state.task != "book":
+            update = update.model_copy(update={"service_id": None, "name": None})
+        self.heard = update
+        self.changed = draft.merge(update, self.ctx.opening, any_name=any_name)
+        return bool(self.changed)
+
+    def _acknowledgment(self) -> tuple[str, ...]:
+        """"Thanks, Sam." for a name given out of turn; a spelled name is spelled back."""
+        if "name" not in self.changed or self.heard is None or self.heard.name is None:
+            return ()
+        first = self.heard.name.split()[0]
+        if self.heard.spelling:
+            return (self.ctx.say("ack_spelled_name", name=self.heard.name, spelling=self.heard.spelling),)
+        return (self.ctx.say("ack_name", first_name=first),)
 
     def pick_slot(self, text: str, intents: set[Intent]) -> AgentReply | None:
         """The caller's choice among the offered free starts, or a new proposal; a reply if ambiguous."""
@@ -127,7 +149,18 @@ class BookingFlow:
 
     def take_name(self, text: str) -> None:
         draft = self.draft
+        update = understand(self.ctx, text, name_expected=True)
+        if update.spelling and update.name:
+            # A spelled name wins over the recognizer's spelling and is spelled back.
+            self.absorb(text, any_name=True)
+            draft.merge(update, self.ctx.opening, any_name=True)
+            self.heard, self.changed = update, {"name"}
+            if draft.name is None and draft.first_name and self.ctx.state.ask is Ask.LAST_NAME:
+                draft.name, draft.first_name = f"{draft.first_name} {update.name}", None
+            return
         name = extract_name(text)
+        if name is not None and not (name.explicit or looks_like_person(name, text)):
+            name = None
         if name is None:
             if self.absorb(text):
                 return
@@ -189,6 +222,10 @@ class BookingFlow:
             return
         if draft.day is None or draft.time is None:
             yield ctx.ask(Ask.WHEN, self._when_question(rescheduling), *before)
+            return
+        if not draft.slot_ok and draft.alternatives and ctx.state.ask is Ask.PICK_SLOT:
+            # The offer still stands (the turn gave a name, say): ask for a choice again.
+            yield ctx.ask(Ask.PICK_SLOT, ctx.state.question, *before)
             return
         if not draft.slot_ok:
             start = draft.start(ctx.agent.profile.tz)
