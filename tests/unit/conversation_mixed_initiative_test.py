@@ -158,3 +158,78 @@ async def test_fillers_and_a_restarted_name(said: str) -> None:
 async def test_fillers_around_a_request(said: str) -> None:
     call = Call(NOW)
     assert "full name" in await call.text(said) and _start(call) == local(FRI, 14)
+
+
+@pytest.mark.parametrize("said, name", [("Hi, this is Sam Lee.", "Sam Lee"), ("Hello, my name is Priya Shah.", "Priya Shah"),
+                                        ("Hi there, it's Ana Ruiz calling.", "Ana Ruiz")])
+async def test_a_caller_who_starts_with_their_name_is_not_asked_for_it_again(said: str, name: str) -> None:
+    call = Call(NOW)
+    reply = await call.text(said)
+    assert NOT_CAUGHT not in reply and reply.startswith(f"Thanks, {name.split()[0]}.") and call.policy.ask is Ask.HELP
+    await call.text("I'd like a haircut on Friday at two.")
+    assert call.policy.ask is Ask.CALLER_ID and call.policy.ctx.state.draft.name == name
+
+
+@pytest.mark.parametrize("said", ["Sam Lee, and my number is 415 555 0177.", "It's Sam Lee, four one five, five five five, "
+                                  "zero one seven seven"])
+async def test_a_number_given_with_the_name_is_not_asked_for(said: str) -> None:
+    call = Call(NOW)
+    await call.text("a haircut on Friday at two")
+    reply = await call.text(said)
+    assert "Just to confirm: a haircut on Friday, December 11 at 2 PM for Sam Lee." in reply
+    assert call.policy.ctx.state.draft.phone == "+14155550177"
+
+
+async def test_a_spelled_last_name_joins_the_first_name() -> None:
+    call = Call(NOW)
+    await call.text("a haircut on Friday at two")
+    assert "last name" in await call.text("Jordan")
+    reply = await call.text("Reed, that's R, E, I, D.")
+    assert reply.startswith("Thanks. That's Jordan Reid, spelled R E I D.") and call.policy.ctx.state.draft.name == "Jordan Reid"
+
+
+async def test_a_spelled_first_name_alone_still_asks_for_the_last_name() -> None:
+    call = Call(NOW)
+    await call.text("a haircut on Friday at two")
+    reply = await call.text("It's Kate, K, A, T, E.")
+    assert reply.startswith("Thanks. That's Kate, spelled K A T E.") and call.policy.ask is Ask.LAST_NAME
+
+
+@pytest.mark.parametrize("said", ["Uh, so, basically, I was hoping to, um, maybe...", "So I wanted to, uh,",
+                                  "Hi, yes, I was wondering if I could"])
+async def test_a_turn_that_trails_off_is_asked_on_gently_not_misunderstood(said: str) -> None:
+    call = Call(NOW)
+    first = await call.say(said)
+    assert first[0].text == "Sure, take your time." and first[0].reprompt and call.policy.ask is Ask.HELP
+    assert NOT_CAUGHT not in first[0].text and call.policy.ctx.state.misunderstandings == 0
+    assert "full name" in await call.text("a haircut on Friday at two")
+
+
+async def test_trailing_off_again_and_again_still_ends_in_a_hand_off() -> None:
+    call = Call(NOW)
+    replies = [await call.say("I was hoping to, um...") for _ in range(5)]
+    assert replies[-1][0].end_call and replies[-1][0].transfer_to
+
+
+@pytest.mark.parametrize("said", ["Highlights.", "Styling", "Blow Dry."])
+async def test_a_service_word_is_never_taken_as_the_name(said: str) -> None:
+    call = Call(NOW)
+    await call.text("a haircut on Friday at two")
+    await call.text(said)
+    assert call.policy.ctx.state.draft.name is None and call.policy.ctx.state.draft.first_name is None
+
+
+@pytest.mark.parametrize("said", ["i'm flexible", "I'm flexible.", "It's whenever.", "Sam."])
+async def test_no_name_is_read_into_an_unasked_phrase(said: str) -> None:
+    call = Call(NOW)
+    await call.text("I'd like to book a haircut")
+    await call.text(said)
+    assert call.policy.ctx.state.draft.name is None and call.policy.ctx.state.draft.first_name is None
+
+
+async def test_a_question_about_another_day_does_not_move_the_booking() -> None:
+    call = Call(NOW)
+    await call.text("a haircut on Friday at two")
+    await call.text("Sam Lee")
+    reply = await call.text("What are your hours on Saturday?")
+    assert "4 PM" in reply and call.policy.ask is Ask.CALLER_ID and _start(call) == local(FRI, 14)

@@ -24,7 +24,7 @@ PHRASE_FIELDS: dict[str, frozenset[str]] = {
     for name, fields in {
         "greeting": "business", "ask_how_to_help": "", "ask_service": "services",
         "ask_day_time": "service", "ask_day": "", "ask_time": "day", "ask_name": "",
-        "ask_last_name": "first_name", "ack_name": "first_name", "ack_spelled_name": "name spelling",
+        "ask_last_name": "first_name", "ack_name": "first_name", "ack_spelled_name": "name spelling", "take_your_time": "",
         "offer_caller_id": "", "ask_phone": "",
         "phone_not_understood": "", "read_back": "service when name", "ask_correction": "",
         "booked": "service when name phone_last4", "slot_taken": "when",

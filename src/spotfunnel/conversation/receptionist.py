@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # A partial transcript ending in one of these is still going somewhere ("Thursday at ...").
 _MAX_VERDICTS = 16  # a turn has a few distinct partials; older ones are never asked again
 _UNFINISHED = frozenset(FILLERS | set("and at on for the a an to in of my is it's or with like so but around about by".split()))
+# A whole turn ending on one of these stopped mid-sentence ("I was wondering if I could").
+_TRAILS_OFF = _UNFINISHED | set("could can would will want wanted need hoping wondering if maybe get basically".split())
 
 
 class ReceptionistPolicy:
@@ -111,13 +113,17 @@ class ReceptionistPolicy:
             async for reply in self._route(text, intents):
                 yield reply
         except NotUnderstood as exc:
+            if exc.phrase == "not_understood" and self._trails_off(text):
+                # The open question stands; the caller only needs to go on.
+                yield AgentReply(text=self.ctx.say("take_your_time"), reprompt=True)
+                return
             yield self._misunderstood(exc.phrase)
             return
         except Exception:
             log.exception("tool failed during call %s (trace %s)", self.ctx.call_id, self.ctx.trace_id)
             yield self._transfer("tool_failed")
             return
-        self.ctx.state.misunderstandings = 0
+        self.ctx.state.misunderstandings = self.ctx.state.trailing_off = 0
 
     def completes_answer(self, partial_text: str) -> bool:
         """Whether `partial_text` answers the open question; judged once per distinct partial.
@@ -213,6 +219,11 @@ class ReceptionistPolicy:
             yield ctx.ask(Ask.ANYTHING_ELSE, ctx.say("anything_else"))
         elif Intent.AFFIRM in intents and ask is Ask.ANYTHING_ELSE:
             yield ctx.ask(Ask.HELP, ctx.say("ask_how_to_help"))
+        elif ctx.state.task is None and ctx.state.draft.merge(understand(ctx, text), ctx.opening) & {"name", "phone"}:
+            # "Hi, this is Sam Lee": kept for what comes next, acknowledged, and the caller asked on.
+            first = (ctx.state.draft.name or ctx.state.draft.first_name or "").split()
+            thanks = [ctx.say("ack_name", first_name=first[0])] if first else []
+            yield ctx.ask(Ask.HELP, ctx.say("ask_how_to_help"), *thanks)
         else:
             raise NotUnderstood()
 
@@ -234,6 +245,17 @@ class ReceptionistPolicy:
         has_day = when.day is not None or draft.day is not None
         has_time = when.time is not None or (draft.time is not None and when.day is not None)
         return has_day and has_time
+
+    def _trails_off(self, text: str) -> bool:
+        """A turn that stopped mid-sentence ("I was hoping to, um, maybe...") is no misunderstanding:
+        the caller is asked on gently, at most twice running, then it counts like any other."""
+        tokens = fold(text).split()
+        unfinished = text.rstrip().endswith(("...", ",", "-")) or (bool(tokens) and tokens[-1] in _TRAILS_OFF)
+        state = self.ctx.state
+        if not unfinished or state.trailing_off >= 2:
+            return False
+        state.trailing_off += 1
+        return True
 
     # ---- endings ---------------------------------------------------------------------------------
 

@@ -97,6 +97,9 @@ class Draft:
             elif self.name is None:
                 self.first_name = update.name
             changed.add("name")
+        if update.phone is not None and update.phone != self.phone:
+            self.phone = update.phone
+            changed.add("phone")
         if changed & {"service", "day", "time"}:
             self.alternatives = []
         return changed
@@ -117,6 +120,7 @@ class CallState:
     task: Task | None = None
     draft: Draft = field(default_factory=Draft)
     misunderstandings: int = 0
+    trailing_off: int = 0  # turns in a row that stopped mid-sentence
     outcome: Outcome | None = None
     booking: BookingRecord | None = None
     candidates: list[BookingRecord] = field(default_factory=list)
@@ -140,7 +144,8 @@ class CallState:
         if task == "book" and self.task is None:
             # What the caller said before asking to book ("are you open Saturday at ten?") is kept.
             self.draft = Draft(service_id=previous.service_id, day=previous.day, time=previous.time,
-                               meridiem_given=previous.meridiem_given, name=previous.name, phone=previous.phone)
+                               meridiem_given=previous.meridiem_given, name=previous.name, phone=previous.phone,
+                               first_name=previous.first_name)
         else:
             self.draft = Draft(name=previous.name, phone=previous.phone) if task == "book" else Draft()
         self.task = task

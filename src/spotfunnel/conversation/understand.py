@@ -9,7 +9,7 @@ from spotfunnel.conversation.context import CallContext
 from spotfunnel.conversation.extract.intents import Intent, detect_intents, yes_or_no
 from spotfunnel.conversation.extract.names import PersonName, extract_name, looks_like_person, spelled_word
 from spotfunnel.conversation.extract.phones import parse_phone
-from spotfunnel.conversation.extract.services import match_service
+from spotfunnel.conversation.extract.services import match_service, service_phrases
 from spotfunnel.conversation.extract.text import fold
 from spotfunnel.conversation.update import DialogueUpdate
 
@@ -37,6 +37,8 @@ def understand(
     when = ctx.when(text, context_day=draft.day, bare_time=bare_time)
     whole_turn = name_expected or _only_a_name(text, service is None and when.empty)
     name, spelling = _find_name(text, whole_turn, capitals_required=not name_expected)
+    if name is not None and not spelling and names_a_service(ctx, name.text):
+        name = None  # "Keratin" is the tenant's service, not the caller
     index = 0 if _FIRST.search(spoken) else 1 if _SECOND.search(spoken) else None
     return DialogueUpdate(
         intents=frozenset(detect_intents(text)),
@@ -52,6 +54,14 @@ def understand(
         offered_index=index,
         correction=bool(_CORRECTION.search(spoken)) or spoken.startswith("no "),
     )
+
+
+def names_a_service(ctx: CallContext, name: str) -> bool:
+    """Whether a would-be name is one of the tenant's service words (a name never is); exact words
+    only, since a fuzzy match would take "de la Cruz" for "a cut"."""
+    phrases = {phrase for service in ctx.services for phrase in service_phrases(service)}
+    said = fold(name)
+    return said in phrases or said.replace(" ", "") in {p.replace(" ", "") for p in phrases}
 
 
 def _only_a_name(text: str, nothing_else: bool) -> bool:
@@ -77,13 +87,15 @@ def _find_name(text: str, whole_turn: bool, capitals_required: bool) -> tuple[Pe
 def _name_in(text: str, whole_turn: bool, capitals_required: bool) -> PersonName | None:
     if whole_turn:
         name = extract_name(text)
-        if name is not None and (name.explicit or looks_like_person(name, text, capitals_required)):
+        # Unasked, a bare name must be a full one: the first word of any sentence is capitalized.
+        full = not capitals_required or len(name.words if name else []) >= 2
+        if name is not None and (name.explicit or (full and looks_like_person(name, text, capitals_required))):
             return PersonName(name.text, name.explicit or bool(_INTRO_CLAUSE.search(text)))
     for clause in re.split(r"[.;!?]|,\s*(?=\w)", text):
         intro = _INTRO_CLAUSE.search(clause)
         if intro is None:
             continue
         name = extract_name(_CLAUSE_END.split(clause[intro.end():], maxsplit=1)[0])
-        if name is not None and looks_like_person(name, clause):
+        if name is not None and looks_like_person(name, clause, capitals_required):
             return PersonName(name.text, True)
     return None

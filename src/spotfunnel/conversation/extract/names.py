@@ -94,10 +94,9 @@ def spelled_word(text: str) -> tuple[str, str] | None:
 def looks_like_person(name: PersonName, source: str, capitals_required: bool = False) -> bool:
     """A name, not a phrase: at most three words, none a common word, and written as a name
     (recognizers capitalize names; an all-lower-case transcript says nothing either way, so a name
-    nobody asked for needs `capitals_required`: a capitalized full name, since
-    the first word of any sentence is capitalized)."""
+    nobody asked for needs `capitals_required`)."""
     core = [w for w in name.words if w.lower() not in _PARTICLES]
-    if len(core) > 3 or (capitals_required and len(core) < 2):
+    if len(core) > 3:
         return False
     folded = ascii_fold(source)
     if folded == folded.lower():

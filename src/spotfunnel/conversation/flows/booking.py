@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 from spotfunnel.conversation.context import CallContext, NotUnderstood
 from spotfunnel.conversation.extract.dates import settle_meridiem
-from spotfunnel.conversation.extract.intents import Intent, yes_or_no
+from spotfunnel.conversation.extract.intents import QUESTIONS, Intent, yes_or_no
 from spotfunnel.conversation.extract.names import extract_name, looks_like_person
 from spotfunnel.conversation.extract.phones import last_digits, parse_phone, spoken_digits
 from spotfunnel.conversation.extract.services import match_service
@@ -16,7 +16,7 @@ from spotfunnel.conversation.extract.text import fold
 from spotfunnel.conversation.policy import AgentReply
 from spotfunnel.conversation.speech import speak_time, weekday_name
 from spotfunnel.conversation.state import Ask, Draft
-from spotfunnel.conversation.understand import understand
+from spotfunnel.conversation.understand import names_a_service, understand
 from spotfunnel.conversation.update import DialogueUpdate
 from spotfunnel.store.ledger import BookingRecord, SlotCheck, SlotUnavailable
 
@@ -56,7 +56,9 @@ class BookingFlow:
                 answered = True
                 yield reply
         except NotUnderstood:
-            if answered or not self.absorb(text, bare_time=self.ctx.state.ask is Ask.PICK_SLOT, any_name=True):
+            # A question ("are you open Friday?") is answered by the policy and changes nothing here.
+            asked = bool(intents & QUESTIONS)
+            if answered or asked or not self.absorb(text, bare_time=self.ctx.state.ask is Ask.PICK_SLOT, any_name=True):
                 raise
             async for reply in self.advance(*self._acknowledgment()):
                 yield reply
@@ -152,14 +154,21 @@ class BookingFlow:
         update = understand(self.ctx, text, name_expected=True)
         if update.spelling and update.name:
             # A spelled name wins over the recognizer's spelling and is spelled back.
-            self.absorb(text, any_name=True)
-            draft.merge(update, self.ctx.opening, any_name=True)
-            self.heard, self.changed = update, {"name"}
-            if draft.name is None and draft.first_name and self.ctx.state.ask is Ask.LAST_NAME:
-                draft.name, draft.first_name = f"{draft.first_name} {update.name}", None
+            words = update.name.split()
+            if self.ctx.state.ask is Ask.LAST_NAME and draft.first_name and len(words) == 1:
+                words = [draft.first_name, *words]
+            if len(words) >= 2:
+                draft.name, draft.first_name = " ".join(words), None
+            else:
+                draft.first_name = words[0]
+            draft.phone = update.phone or draft.phone
+            self.heard, self.changed = update.model_copy(update={"name": " ".join(words)}), {"name"}
             return
+        if update.phone is not None:  # "Sam Lee, and my number is ..."
+            draft.phone = update.phone
         name = extract_name(text)
-        if name is not None and not (name.explicit or looks_like_person(name, text)):
+        plausible = name is not None and (name.explicit or looks_like_person(name, text))
+        if name is not None and (not plausible or names_a_service(self.ctx, name.text)):
             name = None
         if name is None:
             if self.absorb(text):
