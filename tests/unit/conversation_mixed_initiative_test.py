@@ -127,8 +127,9 @@ async def test_days_and_times_in_natural_words_resolve_to_open_hours(said: str, 
     assert call.policy.ask is Ask.NAME and _start(call) == local(day, at.hour, at.minute)
 
 
-@pytest.mark.parametrize("said", ["I'd like it to be quick", "the blowout", "sounds good to me"])
-async def test_a_phrase_is_not_taken_as_a_name(said: str) -> None:
+@pytest.mark.parametrize("said", ["I'd like it to be quick", "the blowout", "sounds good to me",
+                                  "Highlights.", "Styling", "Blow Dry."])  # the tenant's service words
+async def test_a_phrase_or_a_service_is_not_taken_as_a_name(said: str) -> None:
     call = Call(NOW)
     await call.text("a haircut on Friday at two")
     await call.text(said)
@@ -209,14 +210,6 @@ async def test_trailing_off_again_and_again_still_ends_in_a_hand_off() -> None:
     call = Call(NOW)
     replies = [await call.say("I was hoping to, um...") for _ in range(5)]
     assert replies[-1][0].end_call and replies[-1][0].transfer_to
-
-
-@pytest.mark.parametrize("said", ["Highlights.", "Styling", "Blow Dry."])
-async def test_a_service_word_is_never_taken_as_the_name(said: str) -> None:
-    call = Call(NOW)
-    await call.text("a haircut on Friday at two")
-    await call.text(said)
-    assert call.policy.ctx.state.draft.name is None and call.policy.ctx.state.draft.first_name is None
 
 
 @pytest.mark.parametrize("said", ["i'm flexible", "I'm flexible.", "It's whenever.", "Sam."])
