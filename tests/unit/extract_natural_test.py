@@ -48,7 +48,7 @@ def test_no_hours_that_day_keeps_the_time() -> None:
 
 @pytest.mark.parametrize("said, name", [
     ("It's, uh, Maria, Maria Lopez.", "Maria Lopez"), ("Maria, Maria Lopez", "Maria Lopez"),
-    ("No, it's Sam Lee", "Sam Lee"), ("Actually, Sam Lee", "Sam Lee"),
+    ("No, it's Sam Lee", "Sam Lee"), ("Actually, Sam Lee", "Sam Lee"), ("It's a Nina, Nina Patel.", "Nina Patel"),
 ])
 def test_restarts_and_lead_ins_are_left_out_of_names(said: str, name: str) -> None:
     found = extract_name(said)

@@ -68,9 +68,11 @@ def extract_name(text: str) -> PersonName | None:
 
 def _self_repaired(tokens: list[str]) -> list[str]:
     """A caller who restarts their name says it from its first word again ("Maria, Maria Lopez"):
-    keep what follows the last restart."""
+    keep what follows the last restart. A lower-case "a" first is a hesitation, never a name."""
     if not tokens:
         return tokens
+    if tokens[0] == "a" and len(tokens) > 1:  # a hesitation written as "a": "It's a Nina, Nina Patel"
+        tokens = tokens[1:]
     first = tokens[0].lower()
     restarts = [i for i, t in enumerate(tokens) if t.lower() == first]
     return tokens[restarts[-1]:]
