@@ -181,7 +181,7 @@ async def loopback_sip(services: CallServices) -> AsyncIterator[tuple[str, SipHa
     """A SIP edge on 127.0.0.1 (random port) in this process: its URL and the harness's handle (eval, tests)."""
     from spotfunnel.store.db import Database
 
-    db = Database("sqlite://")
+    db = Database.memory()  # migrated: calls routed by number keep their call rows and reports here
     directory = CallDirectory(default_setup=lambda agent: CallSetup(agent=agent, db=db, clock=SystemClock()))
     edge = SipEdge(services, directory, host="127.0.0.1", port=0)
     await edge.start()
