@@ -5,7 +5,8 @@ from typing import Any, AsyncIterator, cast
 
 import pytest
 
-from spotfunnel.api.sip_edge import SipEdge, e164
+from spotfunnel.api.sip_edge import SipEdge
+from spotfunnel.business import e164
 from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.transports.sip.peer import SipCallFailed, SipPeer
 from spotfunnel.transports.sip.server import SipServer

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 from typing import Any, AsyncIterator, Sequence
 
 import structlog
 
 from spotfunnel.api.security import is_loopback_host
+from spotfunnel.business import e164
 from spotfunnel.calls.call import CallRecord, CallSetup, CallSetupError, run_call
 from spotfunnel.calls.directory import CallDirectory
 from spotfunnel.calls.services import CallServices
@@ -18,20 +18,11 @@ from spotfunnel.transports.base import CallStarted
 from spotfunnel.transports.sip.call import SipCallTransport
 from spotfunnel.transports.sip.server import IncomingCall, SipServer
 
-__all__ = ["SipEdge", "SipHarness", "e164", "loopback_sip", "parse_networks", "serve_with_sip"]
+__all__ = ["SipEdge", "SipHarness", "loopback_sip", "parse_networks", "serve_with_sip"]
 
 log = structlog.get_logger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")  # RFC 3966 visual separators
-
-
-def e164(number: str) -> str | None:
-    """The number as E.164 ('+14155550100'), visual separators dropped; None when it is not one."""
-    candidate = number.strip().translate(_VISUAL_SEPARATORS)
-    return candidate if _E164.match(candidate) else None
-
 
 def parse_networks(specs: Sequence[str]) -> list[Network]:
     """`10.0.0.0/8`, `203.0.113.7` or `2001:db8::/32` as networks; ValueError naming a bad one."""
@@ -144,9 +135,6 @@ class SipEdge:
             agent = self.directory.agent_for(CallStarted(call_id=call.call_id, caller_id=call.caller, called=called))
         except CallSetupError as exc:
             log.warning("sip.unknown_number", called=called, reason=str(exc))
-            return 404, "Not Found"
-        if e164(agent.profile.phone) != called:  # the directory matched loosely (a suffix): not this number
-            log.warning("sip.unknown_number", called=called, nearest=agent.profile.id)
             return 404, "Not Found"
         call.params["tenant"] = agent.profile.id  # the call's setup uses exactly the tenant admitted here
         return None
