@@ -21,10 +21,11 @@ from spotfunnel.store.db import Database
 from spotfunnel.transports.browser_guard import BrowserLimits
 from spotfunnel.transports.webrtc import loopback_candidates
 
+from call_support import WAIT_S, poll
+
 pytestmark = pytest.mark.models
 
 SALON = "maple-street-salon"
-WAIT_S = 30.0  # a bound on waiting for the server on a busy machine; without the fix the seat is held forever
 #: short deadlines so that a silent peer is given up in a second or two, not 10-15 s
 QUICK = BrowserLimits(connect_timeout_s=2.0, idle_timeout_s=1.5, start_timeout_s=2.0)
 
@@ -73,19 +74,6 @@ class BrowserPeer:
 
     def ended(self) -> dict[str, Any] | None:
         return next((e for e in self.events if e.get("type") == "ended"), None)
-
-
-async def poll(condition: Any, what: str, timeout_s: float = WAIT_S) -> Any:
-    """Poll the async `condition` until it returns something truthy; fail naming `what` after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if loop.time() >= deadline:
-            pytest.fail(f"{what} within {timeout_s:g} s (last seen: {value!r})")
-        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
